@@ -1,0 +1,229 @@
+//! Exporter and processor wrappers that count what is accepted, exported and lost, bound every
+//! export in time, and say once when exporting starts failing (and once when it recovers).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use opentelemetry::Context;
+use opentelemetry::InstrumentationScope;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{LogBatch, LogExporter, LogProcessor, SdkLogRecord};
+use opentelemetry_sdk::metrics::Temporality;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
+
+use super::runtime::ExportRuntime;
+use crate::config::Signal;
+use crate::stats::COUNTERS;
+
+/// Wraps one signal's exporter.
+#[derive(Debug)]
+pub(crate) struct Counted<E> {
+    inner: E,
+    signal: Signal,
+    destination: String,
+    timeout: Duration,
+    runtime: Arc<ExportRuntime>,
+}
+
+impl<E> Counted<E> {
+    pub(crate) fn new(
+        inner: E,
+        signal: Signal,
+        destination: String,
+        timeout: Duration,
+        runtime: Arc<ExportRuntime>,
+    ) -> Self {
+        Self {
+            inner,
+            signal,
+            destination,
+            timeout,
+            runtime,
+        }
+    }
+
+    async fn finish(
+        &self,
+        items: u64,
+        export: impl Future<Output = OTelSdkResult> + Send,
+    ) -> OTelSdkResult {
+        let result = self.runtime.run(self.timeout, export).await;
+        let error = result.as_ref().err().map(ToString::to_string);
+        let failed = error.is_some();
+        if COUNTERS.record_export(self.signal, items, error.clone()) {
+            tracing::warn!(
+                target: "lookout::export",
+                signal = %self.signal,
+                destination = %self.destination,
+                error = error.as_deref().unwrap_or_default(),
+                "exporting {} failed; data is dropped (and counted in lookout::stats()) until the destination is reachable",
+                self.signal,
+            );
+        } else if !failed && COUNTERS.record_recovery(self.signal) {
+            tracing::info!(
+                target: "lookout::export",
+                signal = %self.signal,
+                destination = %self.destination,
+                "exporting {} works again",
+                self.signal,
+            );
+        }
+        result
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for Counted<E> {
+    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        let items = batch.len() as u64;
+        let export = self.inner.export(batch);
+        self.finish(items, export)
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+impl<E: LogExporter> LogExporter for Counted<E> {
+    fn export(&self, batch: LogBatch<'_>) -> impl Future<Output = OTelSdkResult> + Send {
+        let items = batch.iter().count() as u64;
+        let export = self.inner.export(batch);
+        self.finish(items, export)
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+impl<E: PushMetricExporter> PushMetricExporter for Counted<E> {
+    fn export(&self, metrics: &ResourceMetrics) -> impl Future<Output = OTelSdkResult> + Send {
+        let items = count_points(metrics);
+        let export = self.inner.export(metrics);
+        self.finish(items, export)
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn temporality(&self) -> Temporality {
+        self.inner.temporality()
+    }
+}
+
+fn count_points(metrics: &ResourceMetrics) -> u64 {
+    fn points<T>(data: &MetricData<T>) -> usize {
+        match data {
+            MetricData::Gauge(g) => g.data_points().count(),
+            MetricData::Sum(s) => s.data_points().count(),
+            MetricData::Histogram(h) => h.data_points().count(),
+            MetricData::ExponentialHistogram(h) => h.data_points().count(),
+        }
+    }
+    metrics
+        .scope_metrics()
+        .flat_map(|scope| scope.metrics())
+        .map(|metric| match metric.data() {
+            AggregatedMetrics::F64(d) => points(d),
+            AggregatedMetrics::U64(d) => points(d),
+            AggregatedMetrics::I64(d) => points(d),
+        })
+        .sum::<usize>() as u64
+}
+
+/// Counts sampled spans handed to the batch processor and applies the attribute value length
+/// limit, which the SDK does not.
+#[derive(Debug)]
+pub(crate) struct SpanIntake<P> {
+    inner: P,
+    max_value_len: Option<usize>,
+}
+
+impl<P> SpanIntake<P> {
+    pub(crate) fn new(inner: P, max_value_len: Option<usize>) -> Self {
+        Self {
+            inner,
+            max_value_len,
+        }
+    }
+}
+
+impl<P: SpanProcessor> SpanProcessor for SpanIntake<P> {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, mut span: SpanData) {
+        if !span.span_context.is_sampled() {
+            return;
+        }
+        crate::u64_fields::dedup_keep_last(&mut span.attributes);
+        if let Some(limit) = self.max_value_len {
+            crate::limits::truncate_values(&mut span.attributes, limit);
+            for event in span.events.events.iter_mut() {
+                crate::limits::truncate_values(&mut event.attributes, limit);
+            }
+        }
+        COUNTERS
+            .signal(Signal::Traces)
+            .accepted
+            .fetch_add(1, Relaxed);
+        self.inner.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// Counts log records handed to the batch processor.
+#[derive(Debug)]
+pub(crate) struct LogIntake<P> {
+    inner: P,
+}
+
+impl<P> LogIntake<P> {
+    pub(crate) fn new(inner: P) -> Self {
+        Self { inner }
+    }
+}
+
+impl<P: LogProcessor> LogProcessor for LogIntake<P> {
+    fn emit(&self, data: &mut SdkLogRecord, instrumentation: &InstrumentationScope) {
+        COUNTERS.signal(Signal::Logs).accepted.fetch_add(1, Relaxed);
+        self.inner.emit(data, instrumentation);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}

@@ -1,0 +1,374 @@
+//! Builds the three SDK providers with their exporters: OTLP (gRPC or HTTP), console, or none.
+
+mod counted;
+mod runtime;
+#[cfg(feature = "tls")]
+mod tls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::logs::{BatchLogProcessor, LogExporter, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, Sampler, SdkTracerProvider, SpanExporter, SpanLimits,
+};
+
+use crate::config::{
+    BatchSettings, ExporterKind, OtlpSettings, SamplerConfig, Settings, Signal,
+    TemporalityPreference, signal_index,
+};
+use crate::error::InitError;
+use counted::{Counted, LogIntake, SpanIntake};
+pub(crate) use runtime::ExportRuntime;
+
+/// The SDK providers of a running pipeline.
+#[derive(Debug)]
+pub(crate) struct Providers {
+    pub(crate) tracer: Option<SdkTracerProvider>,
+    pub(crate) meter: Option<SdkMeterProvider>,
+    pub(crate) logger: Option<SdkLoggerProvider>,
+    pub(crate) runtime: Arc<ExportRuntime>,
+}
+
+pub(crate) fn build(settings: &Settings, resource: &Resource) -> Result<Providers, InitError> {
+    let runtime = Arc::new(ExportRuntime::start().map_err(InitError::Runtime)?);
+    let tracer = Some(tracer_provider(settings, resource, &runtime)?);
+    let meter = meter_provider(settings, resource, &runtime)?;
+    let logger = logger_provider(settings, resource, &runtime)?;
+    Ok(Providers {
+        tracer,
+        meter,
+        logger,
+        runtime,
+    })
+}
+
+/// What every exporter of one signal is wrapped with.
+struct Wrap<'a> {
+    signal: Signal,
+    destination: String,
+    timeout: Duration,
+    runtime: &'a Arc<ExportRuntime>,
+}
+
+impl Wrap<'_> {
+    fn it<E>(&self, exporter: E) -> Counted<E> {
+        Counted::new(
+            exporter,
+            self.signal,
+            self.destination.clone(),
+            self.timeout,
+            self.runtime.clone(),
+        )
+    }
+}
+
+fn exporter_of(settings: &Settings, signal: Signal) -> (ExporterKind, &OtlpSettings) {
+    let i = signal_index(signal);
+    (settings.exporters[i], &settings.otlp[i])
+}
+
+fn destination(kind: ExporterKind, otlp: &OtlpSettings) -> String {
+    match kind {
+        ExporterKind::Otlp => format!("{} ({})", otlp.endpoint, otlp.protocol.as_str()),
+        ExporterKind::Console => "stdout".to_owned(),
+        ExporterKind::None => "none".to_owned(),
+    }
+}
+
+fn tracer_provider(
+    settings: &Settings,
+    resource: &Resource,
+    runtime: &Arc<ExportRuntime>,
+) -> Result<SdkTracerProvider, InitError> {
+    let limits = &settings.limits;
+    let mut builder = SdkTracerProvider::builder()
+        .with_resource(resource.clone())
+        .with_sampler(sampler(settings.sampler))
+        .with_span_limits(SpanLimits {
+            max_events_per_span: limits.span_event_count,
+            max_attributes_per_span: limits.span_attribute_count,
+            max_links_per_span: limits.span_link_count,
+            max_attributes_per_event: limits.event_attribute_count,
+            max_attributes_per_link: limits.link_attribute_count,
+        });
+    let (kind, otlp) = exporter_of(settings, Signal::Traces);
+    let batch = &settings.span_batch;
+    let wrap = Wrap {
+        signal: Signal::Traces,
+        destination: destination(kind, otlp),
+        timeout: batch.export_timeout,
+        runtime,
+    };
+    fn processor<E: SpanExporter + 'static>(
+        exporter: E,
+        batch: &BatchSettings,
+        value_limit: Option<usize>,
+    ) -> SpanIntake<BatchSpanProcessor> {
+        let bsp = BatchSpanProcessor::builder(exporter)
+            .with_batch_config(span_batch_config(batch))
+            .build();
+        SpanIntake::new(bsp, value_limit)
+    }
+    let value_limit = limits.span_attribute_value_length;
+    builder = match kind {
+        ExporterKind::Otlp => builder.with_span_processor(processor(
+            wrap.it(otlp_spans(otlp, runtime)?),
+            batch,
+            value_limit,
+        )),
+        ExporterKind::Console => builder.with_span_processor(processor(
+            wrap.it(opentelemetry_stdout::SpanExporter::default()),
+            batch,
+            value_limit,
+        )),
+        // No processor: spans still get ids (so logs stay correlated) and go nowhere.
+        ExporterKind::None => builder,
+    };
+    Ok(builder.build())
+}
+
+fn sampler(config: SamplerConfig) -> Sampler {
+    match config {
+        SamplerConfig::AlwaysOn => Sampler::AlwaysOn,
+        SamplerConfig::AlwaysOff => Sampler::AlwaysOff,
+        SamplerConfig::TraceIdRatio(r) => Sampler::TraceIdRatioBased(r),
+        SamplerConfig::ParentBasedAlwaysOn => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        SamplerConfig::ParentBasedAlwaysOff => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        SamplerConfig::ParentBasedTraceIdRatio(r) => {
+            Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(r)))
+        }
+    }
+}
+
+fn span_batch_config(b: &BatchSettings) -> opentelemetry_sdk::trace::BatchConfig {
+    // Every field is set, so the SDK's own (unvalidated) reading of OTEL_BSP_* never applies.
+    opentelemetry_sdk::trace::BatchConfigBuilder::default()
+        .with_max_queue_size(b.max_queue_size)
+        .with_max_export_batch_size(b.max_export_batch_size)
+        .with_scheduled_delay(b.scheduled_delay)
+        .build()
+}
+
+fn log_batch_config(b: &BatchSettings) -> opentelemetry_sdk::logs::BatchConfig {
+    opentelemetry_sdk::logs::BatchConfigBuilder::default()
+        .with_max_queue_size(b.max_queue_size)
+        .with_max_export_batch_size(b.max_export_batch_size)
+        .with_scheduled_delay(b.scheduled_delay)
+        .build()
+}
+
+fn meter_provider(
+    settings: &Settings,
+    resource: &Resource,
+    runtime: &Arc<ExportRuntime>,
+) -> Result<Option<SdkMeterProvider>, InitError> {
+    let (kind, otlp) = exporter_of(settings, Signal::Metrics);
+    let temporality = match settings.temporality {
+        TemporalityPreference::Cumulative => Temporality::Cumulative,
+        TemporalityPreference::Delta => Temporality::Delta,
+        TemporalityPreference::LowMemory => Temporality::LowMemory,
+    };
+    let builder = SdkMeterProvider::builder().with_resource(resource.clone());
+    let wrap = Wrap {
+        signal: Signal::Metrics,
+        destination: destination(kind, otlp),
+        timeout: settings.metric_timeout,
+        runtime,
+    };
+    let interval = settings.metric_interval;
+    let builder = match kind {
+        ExporterKind::Otlp => builder.with_reader(
+            PeriodicReader::builder(wrap.it(otlp_metrics(otlp, temporality, runtime)?))
+                .with_interval(interval)
+                .build(),
+        ),
+        ExporterKind::Console => {
+            let exporter = opentelemetry_stdout::MetricExporter::builder()
+                .with_temporality(temporality)
+                .build();
+            builder.with_reader(
+                PeriodicReader::builder(wrap.it(exporter))
+                    .with_interval(interval)
+                    .build(),
+            )
+        }
+        ExporterKind::None => return Ok(None),
+    };
+    Ok(Some(builder.build()))
+}
+
+fn logger_provider(
+    settings: &Settings,
+    resource: &Resource,
+    runtime: &Arc<ExportRuntime>,
+) -> Result<Option<SdkLoggerProvider>, InitError> {
+    let (kind, otlp) = exporter_of(settings, Signal::Logs);
+    let batch = &settings.log_batch;
+    let wrap = Wrap {
+        signal: Signal::Logs,
+        destination: destination(kind, otlp),
+        timeout: batch.export_timeout,
+        runtime,
+    };
+    fn processor<E: LogExporter + 'static>(
+        exporter: E,
+        batch: &BatchSettings,
+    ) -> LogIntake<BatchLogProcessor> {
+        LogIntake::new(
+            BatchLogProcessor::builder(exporter)
+                .with_batch_config(log_batch_config(batch))
+                .build(),
+        )
+    }
+    let builder = SdkLoggerProvider::builder().with_resource(resource.clone());
+    let builder = match kind {
+        ExporterKind::Otlp => {
+            builder.with_log_processor(processor(wrap.it(otlp_logs(otlp, runtime)?), batch))
+        }
+        ExporterKind::Console => builder.with_log_processor(processor(
+            wrap.it(opentelemetry_stdout::LogExporter::default()),
+            batch,
+        )),
+        ExporterKind::None => return Ok(None),
+    };
+    Ok(Some(builder.build()))
+}
+
+/// "No limit" for the OTLP clients, which have no such notion.
+const UNLIMITED: Duration = Duration::from_secs(365 * 24 * 3600);
+
+fn build_error(signal: Signal) -> impl Fn(String) -> InitError {
+    move |reason| InitError::Exporter {
+        signal: signal.as_str(),
+        reason,
+    }
+}
+
+macro_rules! otlp_exporter {
+    ($fn_name:ident, $exporter:ty, $signal:expr $(, $extra:ident : $extra_ty:ty => $apply:expr)?) => {
+        fn $fn_name(
+            s: &OtlpSettings,
+            $($extra: $extra_ty,)?
+            runtime: &ExportRuntime,
+        ) -> Result<$exporter, InitError> {
+            let error = build_error($signal);
+            let builder = <$exporter>::builder();
+            $(let builder = $apply(builder, $extra);)?
+            let built = match s.protocol {
+                #[cfg(feature = "grpc")]
+                crate::Protocol::Grpc => {
+                    // tonic's lazy channel spawns its worker here: inside lookout's runtime.
+                    let _entered = runtime.handle().enter();
+                    grpc::configure(builder.with_tonic(), s).map_err(&error)?.build()
+                }
+                #[cfg(feature = "http")]
+                crate::Protocol::HttpProtobuf | crate::Protocol::HttpJson => {
+                    let _ = runtime;
+                    http::configure(builder.with_http(), s).map_err(&error)?.build()
+                }
+                #[allow(unreachable_patterns)]
+                other => {
+                    return Err(error(format!(
+                        "protocol {} is not compiled in",
+                        other.as_str()
+                    )))
+                }
+            };
+            built.map_err(|e| error(e.to_string()))
+        }
+    };
+}
+
+otlp_exporter!(otlp_spans, opentelemetry_otlp::SpanExporter, Signal::Traces);
+otlp_exporter!(otlp_logs, opentelemetry_otlp::LogExporter, Signal::Logs);
+otlp_exporter!(
+    otlp_metrics,
+    opentelemetry_otlp::MetricExporter,
+    Signal::Metrics,
+    temporality: Temporality => |b: opentelemetry_otlp::MetricExporterBuilder<_>, t| b.with_temporality(t)
+);
+
+fn timeout_of(s: &OtlpSettings) -> Duration {
+    if s.timeout.is_zero() {
+        UNLIMITED
+    } else {
+        s.timeout
+    }
+}
+
+#[cfg(feature = "grpc")]
+mod grpc {
+    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+    use tonic::metadata::MetadataMap;
+
+    use super::{OtlpSettings, timeout_of};
+    use crate::config::Compression;
+
+    pub(super) fn configure<B: WithExportConfig + WithTonicConfig>(
+        builder: B,
+        s: &OtlpSettings,
+    ) -> Result<B, String> {
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in &s.headers {
+            let name = http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+                .map_err(|_| format!("header name {name:?} is not valid"))?;
+            let value = http::HeaderValue::from_str(value).map_err(|_| {
+                format!("the value of header {name} has characters a header cannot carry")
+            })?;
+            headers.insert(name, value);
+        }
+        let mut builder = builder
+            .with_endpoint(s.endpoint.as_str().trim_end_matches('/'))
+            .with_protocol(opentelemetry_otlp::Protocol::Grpc)
+            .with_timeout(timeout_of(s))
+            .with_metadata(MetadataMap::from_headers(headers));
+        if s.compression == Compression::Gzip {
+            builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
+        }
+        #[cfg(feature = "tls")]
+        if s.endpoint.scheme() == "https" || s.certificate.is_some() {
+            builder = builder.with_tls_config(super::tls::tonic_config(s)?);
+        }
+        Ok(builder)
+    }
+}
+
+#[cfg(feature = "http")]
+mod http {
+    use std::collections::HashMap;
+
+    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+
+    use super::{OtlpSettings, timeout_of};
+    use crate::config::{Compression, Protocol};
+
+    pub(super) fn configure<B: WithExportConfig + WithHttpConfig>(
+        builder: B,
+        s: &OtlpSettings,
+    ) -> Result<B, String> {
+        let protocol = match s.protocol {
+            Protocol::HttpJson => opentelemetry_otlp::Protocol::HttpJson,
+            _ => opentelemetry_otlp::Protocol::HttpBinary,
+        };
+        let headers: HashMap<String, String> = s.headers.iter().cloned().collect();
+        let client = reqwest::Client::builder().timeout(timeout_of(s));
+        #[cfg(feature = "tls")]
+        let client = client.tls_backend_preconfigured(super::tls::rustls_config(s)?);
+        let client = client
+            .build()
+            .map_err(|e| format!("could not build the HTTP client: {e}"))?;
+        let mut builder = builder
+            .with_endpoint(s.endpoint.as_str())
+            .with_protocol(protocol)
+            .with_timeout(timeout_of(s))
+            .with_headers(headers)
+            .with_http_client(client);
+        if s.compression == Compression::Gzip {
+            builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
+        }
+        Ok(builder)
+    }
+}

@@ -1,0 +1,112 @@
+//! lookout's own small Tokio runtime for export I/O.
+//!
+//! Exports never run on the application's runtime: a `current_thread` runtime busy in `main`, or
+//! no runtime at all, cannot starve or deadlock them (opentelemetry-rust #2715), and shutdown works
+//! the same from a sync `main`, an async `main`, and a `Drop`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use tokio::runtime::{Handle, Runtime};
+
+#[derive(Debug)]
+pub(crate) struct ExportRuntime {
+    runtime: Mutex<Option<Runtime>>,
+    handle: Handle,
+    /// Set by shutdown: no export may outlast it.
+    deadline: Mutex<Option<Instant>>,
+}
+
+impl ExportRuntime {
+    pub(crate) fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("lookout-export")
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        Ok(Self {
+            runtime: Mutex::new(Some(runtime)),
+            handle,
+            deadline: Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    pub(crate) fn set_deadline(&self, deadline: Instant) {
+        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+    }
+
+    /// The configured timeout (zero = none), shortened to the shutdown deadline when one is set.
+    fn effective_timeout(&self, configured: Duration) -> Option<Duration> {
+        let configured = (!configured.is_zero()).then_some(configured);
+        let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        match (configured, deadline) {
+            (c, None) => c,
+            (None, Some(d)) => Some(d.saturating_duration_since(Instant::now())),
+            (Some(c), Some(d)) => Some(c.min(d.saturating_duration_since(Instant::now()))),
+        }
+    }
+
+    /// Runs `export` inside this runtime's context (wherever it is polled from) with a time limit.
+    pub(crate) fn run<'a>(
+        &self,
+        timeout: Duration,
+        export: impl Future<Output = OTelSdkResult> + Send + 'a,
+    ) -> InRuntime<'a> {
+        let timeout = self.effective_timeout(timeout);
+        InRuntime {
+            handle: self.handle.clone(),
+            future: Box::pin(async move {
+                match timeout {
+                    None => export.await,
+                    Some(limit) => tokio::time::timeout(limit, export)
+                        .await
+                        .unwrap_or(Err(OTelSdkError::Timeout(limit))),
+                }
+            }),
+        }
+    }
+
+    /// Stops the runtime without waiting for tasks still running (they are abandoned exports).
+    pub(crate) fn stop(&self) {
+        if let Some(rt) = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for ExportRuntime {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A future that enters the export runtime each time it is polled, so Tokio timers and sockets
+/// work even when the SDK's worker thread drives it with a plain executor.
+pub(crate) struct InRuntime<'a> {
+    handle: Handle,
+    future: Pin<Box<dyn Future<Output = OTelSdkResult> + Send + 'a>>,
+}
+
+impl Future for InRuntime<'_> {
+    type Output = OTelSdkResult;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<OTelSdkResult> {
+        let this = &mut *self;
+        let _entered = this.handle.enter();
+        this.future.as_mut().poll(cx)
+    }
+}

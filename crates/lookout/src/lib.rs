@@ -1,0 +1,27 @@
+#![doc = include_str!("../README.md")]
+
+mod config;
+mod console;
+mod error;
+mod export;
+mod limits;
+mod propagation;
+mod resource;
+mod stats;
+mod telemetry;
+mod u64_fields;
+
+pub use config::{
+    BatchSettings, Compression, ConfigWarning, ConsoleFormat, ExporterKind, Limits, OtlpOptions,
+    Propagator, Protocol, SamplerConfig, Signal, TemporalityPreference,
+};
+pub use error::{InitError, ShutdownError};
+pub use stats::{LastError, SignalStats, Stats, stats};
+pub use telemetry::{ShutdownReport, SignalReport, Telemetry, TelemetryBuilder, init};
+
+// The exact versions lookout is built with, so users never mix incompatible ones.
+pub use opentelemetry;
+pub use opentelemetry_appender_tracing;
+pub use opentelemetry_otlp;
+pub use opentelemetry_sdk;
+pub use tracing_opentelemetry;

@@ -1,0 +1,516 @@
+//! `Telemetry::builder()`, the pipeline it installs, and the guard that shuts it down.
+
+use std::fmt;
+use std::sync::{Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::{Layer, Registry};
+
+use crate::config::{
+    BatchSettings, ConfigWarning, ConsoleFormat, EnvSource, ExporterKind, Limits, OtlpOptions,
+    Overrides, Propagator, SamplerConfig, Settings, Signal, TemporalityPreference, signal_index,
+};
+use crate::error::{InitError, ShutdownError};
+use crate::export::{self, Providers};
+use crate::stats::COUNTERS;
+
+/// Targets that must never feed the export pipeline: the exporters' own transport crates and
+/// lookout's export diagnostics. Otherwise an export would produce telemetry that is exported...
+const INTERNAL_TARGETS: &[&str] = &[
+    "h2",
+    "hyper",
+    "hyper_util",
+    "tonic",
+    "tower",
+    "reqwest",
+    "rustls",
+    "tokio_rustls",
+    "opentelemetry",
+    "opentelemetry_sdk",
+    "opentelemetry_otlp",
+    "opentelemetry_http",
+    "lookout::export",
+];
+
+fn is_internal(target: &str) -> bool {
+    INTERNAL_TARGETS.iter().any(|t| {
+        target
+            .strip_prefix(t)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+    })
+}
+
+/// Configures and starts telemetry. Every setting has an environment twin (see the crate docs);
+/// a setting made here wins over the environment.
+#[derive(Debug, Default)]
+#[must_use = "a builder does nothing until .init() is called"]
+pub struct TelemetryBuilder {
+    o: Overrides,
+    env: EnvSource,
+    span_location: bool,
+    span_threads: bool,
+    span_busy_idle: bool,
+}
+
+impl TelemetryBuilder {
+    /// `service.name` (`OTEL_SERVICE_NAME`).
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.o.service_name = Some(name.into());
+        self
+    }
+    /// `service.version` (`OTEL_SERVICE_VERSION`).
+    pub fn service_version(mut self, version: impl Into<String>) -> Self {
+        self.o.service_version = Some(version.into());
+        self
+    }
+    /// A resource attribute (`OTEL_RESOURCE_ATTRIBUTES`); these win over the variable's.
+    pub fn resource_attribute(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.o.resource_attributes.push((key.into(), value.into()));
+        self
+    }
+    /// Turns every signal off, or back on (`OTEL_SDK_DISABLED`). Propagation and the console
+    /// still work.
+    pub fn disabled(mut self, disabled: bool) -> Self {
+        self.o.disabled = Some(disabled);
+        self
+    }
+    /// Where `signal` goes (`OTEL_{TRACES,METRICS,LOGS}_EXPORTER`).
+    pub fn exporter(mut self, signal: Signal, kind: ExporterKind) -> Self {
+        self.o.exporters[signal_index(signal)] = Some(kind);
+        self
+    }
+    /// OTLP settings for every signal (`OTEL_EXPORTER_OTLP_*`).
+    pub fn otlp(mut self, options: impl FnOnce(OtlpOptions) -> OtlpOptions) -> Self {
+        self.o.otlp = options(std::mem::take(&mut self.o.otlp));
+        self
+    }
+    /// OTLP settings for one signal (`OTEL_EXPORTER_OTLP_{SIGNAL}_*`); these win over
+    /// [`otlp`](Self::otlp).
+    pub fn otlp_for(
+        mut self,
+        signal: Signal,
+        options: impl FnOnce(OtlpOptions) -> OtlpOptions,
+    ) -> Self {
+        let slot = &mut self.o.signal_otlp[signal_index(signal)];
+        *slot = options(std::mem::take(slot));
+        self
+    }
+    /// The trace sampler (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`).
+    pub fn sampler(mut self, sampler: SamplerConfig) -> Self {
+        self.o.sampler = Some(sampler);
+        self
+    }
+    /// Context propagators (`OTEL_PROPAGATORS`); an empty list means none.
+    pub fn propagators(mut self, propagators: impl IntoIterator<Item = Propagator>) -> Self {
+        self.o.propagators = Some(propagators.into_iter().collect());
+        self
+    }
+    /// The span batch processor (`OTEL_BSP_*`).
+    pub fn span_batch(mut self, batch: BatchSettings) -> Self {
+        self.o.span_batch = Some(batch);
+        self
+    }
+    /// The log record batch processor (`OTEL_BLRP_*`).
+    pub fn log_batch(mut self, batch: BatchSettings) -> Self {
+        self.o.log_batch = Some(batch);
+        self
+    }
+    /// Time between metric exports (`OTEL_METRIC_EXPORT_INTERVAL`).
+    pub fn metric_interval(mut self, interval: Duration) -> Self {
+        self.o.metric_interval = Some(interval);
+        self
+    }
+    /// Time one metric export may take, zero for no limit (`OTEL_METRIC_EXPORT_TIMEOUT`).
+    pub fn metric_timeout(mut self, timeout: Duration) -> Self {
+        self.o.metric_timeout = Some(timeout);
+        self
+    }
+    /// Metric temporality (`OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`).
+    pub fn temporality(mut self, temporality: TemporalityPreference) -> Self {
+        self.o.temporality = Some(temporality);
+        self
+    }
+    /// Span and attribute limits (`OTEL_SPAN_*_LIMIT`, `OTEL_ATTRIBUTE_*_LIMIT`, ...).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.o.limits = Some(limits);
+        self
+    }
+    /// The console format (`LOOKOUT_CONSOLE`).
+    pub fn console(mut self, format: ConsoleFormat) -> Self {
+        self.o.console = Some(format);
+        self
+    }
+    /// Whether the console shows a line when a span closes, with its duration
+    /// (`LOOKOUT_CONSOLE_SPANS`).
+    pub fn console_spans(mut self, show: bool) -> Self {
+        self.o.console_spans = Some(show);
+        self
+    }
+    /// The event and span filter, in `RUST_LOG` syntax (`RUST_LOG`, then `OTEL_LOG_LEVEL`).
+    pub fn filter(mut self, directives: impl Into<String>) -> Self {
+        self.o.filter = Some(directives.into());
+        self
+    }
+    /// How long shutdown may take in all (`LOOKOUT_SHUTDOWN_TIMEOUT`, default 5 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.o.shutdown_timeout = Some(timeout);
+        self
+    }
+    /// Adds `code.*` source location attributes to spans. Off by default: it costs time on every
+    /// span.
+    pub fn span_location(mut self, on: bool) -> Self {
+        self.span_location = on;
+        self
+    }
+    /// Adds `thread.id`/`thread.name` to spans. Off by default.
+    pub fn span_threads(mut self, on: bool) -> Self {
+        self.span_threads = on;
+        self
+    }
+    /// Adds `busy_ns`/`idle_ns` to spans. Off by default.
+    pub fn span_busy_idle(mut self, on: bool) -> Self {
+        self.span_busy_idle = on;
+        self
+    }
+    /// Reads variables from `vars` instead of the process environment (for tests and embedding).
+    pub fn env_vars<K, V>(mut self, vars: impl IntoIterator<Item = (K, V)>) -> Self
+    where
+        K: Into<String>,
+        V: Into<String>,
+    {
+        self.env = EnvSource::Map(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        self
+    }
+
+    /// Starts telemetry and installs it as the global `tracing` subscriber, tracer, meter and
+    /// propagator. Call once, first thing in `main`; keep the guard until the end.
+    ///
+    /// Needs no async runtime: exports run on lookout's own thread.
+    pub fn init(self) -> Result<Telemetry, InitError> {
+        let (settings, warnings) = Settings::resolve(&self.o, &self.env)?;
+        opentelemetry::global::set_text_map_propagator(crate::propagation::composite(
+            &settings.propagators,
+        ));
+
+        let filter = EnvFilter::builder()
+            .parse(&settings.filter)
+            .unwrap_or_else(|_| EnvFilter::new("info"));
+        let console = crate::console::layer(settings.console, settings.console_spans);
+
+        let providers = if settings.disabled {
+            None
+        } else {
+            let resource = crate::resource::build(&settings, &self.env);
+            Some(export::build(&settings, &resource)?)
+        };
+
+        let tracer = providers
+            .as_ref()
+            .and_then(|p| p.tracer.as_ref())
+            .map(|tp| tp.tracer("lookout"));
+        let logger = providers.as_ref().and_then(|p| p.logger.clone());
+        let tracer_enabled = tracer.is_some();
+        let subscriber = Registry::default()
+            .with(filter)
+            .with(console)
+            .with(tracer.map(|tracer| {
+                tracing_opentelemetry::layer()
+                    .with_tracer(tracer)
+                    .with_location(self.span_location)
+                    .with_threads(self.span_threads)
+                    .with_tracked_inactivity(self.span_busy_idle)
+                    .with_filter(filter_fn(|m| !is_internal(m.target())))
+            }))
+            .with(
+                tracer_enabled
+                    .then_some(crate::u64_fields::U64Fields)
+                    .with_filter(filter_fn(|m| !is_internal(m.target()))),
+            )
+            .with(logger.as_ref().map(|lp| {
+                opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(lp)
+                    .with_filter(filter_fn(|m| !is_internal(m.target())))
+            }));
+        tracing::subscriber::set_global_default(subscriber)
+            .map_err(|_| InitError::AlreadyInitialized)?;
+
+        if let Some(p) = &providers {
+            if let Some(tp) = &p.tracer {
+                opentelemetry::global::set_tracer_provider(tp.clone());
+            }
+            if let Some(mp) = &p.meter {
+                opentelemetry::global::set_meter_provider(mp.clone());
+            }
+        }
+
+        for w in &warnings {
+            tracing::warn!(target: "lookout::config", variable = %w.variable, "{}", w.message);
+        }
+        log_start(&settings);
+
+        Ok(Telemetry {
+            state: Mutex::new(State {
+                providers,
+                outcome: None,
+            }),
+            shutdown_timeout: settings.shutdown_timeout,
+            warnings,
+        })
+    }
+}
+
+fn log_start(settings: &Settings) {
+    if settings.disabled {
+        tracing::info!(target: "lookout", "telemetry export disabled (OTEL_SDK_DISABLED)");
+        return;
+    }
+    let describe = |signal: Signal| {
+        let i = signal_index(signal);
+        match settings.exporters[i] {
+            ExporterKind::Otlp => format!(
+                "{} ({})",
+                settings.otlp[i].endpoint,
+                settings.otlp[i].protocol.as_str()
+            ),
+            ExporterKind::Console => "console".to_owned(),
+            ExporterKind::None => "none".to_owned(),
+        }
+    };
+    tracing::info!(
+        target: "lookout",
+        traces = %describe(Signal::Traces),
+        metrics = %describe(Signal::Metrics),
+        logs = %describe(Signal::Logs),
+        "telemetry started"
+    );
+}
+
+#[derive(Debug)]
+struct State {
+    providers: Option<Providers>,
+    outcome: Option<Result<ShutdownReport, ShutdownError>>,
+}
+
+/// The running pipeline. Keep it until the end of `main`: [`shutdown`](Self::shutdown) (or
+/// dropping it) flushes every signal within the shutdown deadline.
+#[must_use = "dropping the guard shuts telemetry down at once; keep it until the end of main"]
+#[derive(Debug)]
+pub struct Telemetry {
+    state: Mutex<State>,
+    shutdown_timeout: Duration,
+    warnings: Vec<ConfigWarning>,
+}
+
+impl Telemetry {
+    /// A builder, to set what the environment does not.
+    pub fn builder() -> TelemetryBuilder {
+        TelemetryBuilder::default()
+    }
+
+    /// The configuration values that were unusable and replaced by defaults.
+    pub fn warnings(&self) -> &[ConfigWarning] {
+        &self.warnings
+    }
+
+    /// The tracer provider (`None` when disabled or after shutdown).
+    pub fn tracer_provider(&self) -> Option<SdkTracerProvider> {
+        self.lock()
+            .providers
+            .as_ref()
+            .and_then(|p| p.tracer.clone())
+    }
+
+    /// The meter provider (`None` when metrics are disabled or after shutdown).
+    pub fn meter_provider(&self) -> Option<SdkMeterProvider> {
+        self.lock().providers.as_ref().and_then(|p| p.meter.clone())
+    }
+
+    /// The logger provider (`None` when logs are disabled or after shutdown).
+    pub fn logger_provider(&self) -> Option<SdkLoggerProvider> {
+        self.lock()
+            .providers
+            .as_ref()
+            .and_then(|p| p.logger.clone())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Flushes and stops every signal, within the shutdown deadline (default 5 s).
+    ///
+    /// Returns what was exported; an error when the deadline passed or anything was lost (the
+    /// error carries the same report). Safe to call more than once: later calls return the first
+    /// outcome.
+    pub fn shutdown(&self) -> Result<ShutdownReport, ShutdownError> {
+        let mut state = self.lock();
+        if let Some(outcome) = &state.outcome {
+            return outcome.clone();
+        }
+        let started = Instant::now();
+        let deadline = started + self.shutdown_timeout;
+        let mut finished_in_time = true;
+        if let Some(p) = state.providers.take() {
+            p.runtime.set_deadline(deadline);
+            let (done, results) = mpsc::channel::<()>();
+            let mut pending = 0;
+            let mut run = |name: &str, work: Box<dyn FnOnce() + Send>| {
+                let done = done.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("lookout-shutdown-{name}"))
+                    .spawn(move || {
+                        work();
+                        let _ = done.send(());
+                    });
+                if spawned.is_ok() {
+                    pending += 1;
+                }
+            };
+            let limit = self.shutdown_timeout;
+            if let Some(tp) = p.tracer.clone() {
+                run(
+                    "traces",
+                    Box::new(move || drop(tp.shutdown_with_timeout(limit))),
+                );
+            }
+            if let Some(lp) = p.logger.clone() {
+                run(
+                    "logs",
+                    Box::new(move || drop(lp.shutdown_with_timeout(limit))),
+                );
+            }
+            if let Some(mp) = p.meter.clone() {
+                run(
+                    "metrics",
+                    Box::new(move || drop(mp.shutdown_with_timeout(limit))),
+                );
+            }
+            for _ in 0..pending {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if results.recv_timeout(left).is_err() {
+                    finished_in_time = false;
+                    break;
+                }
+            }
+            p.runtime.stop();
+        }
+        let report = ShutdownReport::now(started.elapsed());
+        let outcome = if !finished_in_time {
+            Err(ShutdownError::DeadlineExceeded {
+                deadline: self.shutdown_timeout,
+                report,
+            })
+        } else if report.lost() > 0 {
+            Err(ShutdownError::DataLost { report })
+        } else {
+            Ok(report)
+        };
+        state.outcome = Some(outcome.clone());
+        outcome
+    }
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if self.lock().outcome.is_none()
+            && let Err(e) = self.shutdown()
+        {
+            tracing::warn!(target: "lookout", "{e}");
+        }
+    }
+}
+
+/// What one signal exported and lost by shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SignalReport {
+    /// Items the destination accepted.
+    pub exported: u64,
+    /// Items that never got there: failed exports, full queues, the deadline.
+    pub lost: u64,
+}
+
+/// What [`Telemetry::shutdown`] exported and lost, per signal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Spans.
+    pub traces: SignalReport,
+    /// Metric data points.
+    pub metrics: SignalReport,
+    /// Log records.
+    pub logs: SignalReport,
+    /// How long shutdown took.
+    pub elapsed: Duration,
+}
+
+impl ShutdownReport {
+    fn now(elapsed: Duration) -> Self {
+        let stats = COUNTERS.snapshot();
+        let queued = |s: crate::SignalStats| SignalReport {
+            exported: s.exported,
+            lost: s.accepted.saturating_sub(s.exported).max(s.failed),
+        };
+        ShutdownReport {
+            traces: queued(stats.traces),
+            metrics: SignalReport {
+                exported: stats.metrics.exported,
+                lost: stats.metrics.failed,
+            },
+            logs: queued(stats.logs),
+            elapsed,
+        }
+    }
+
+    /// Items lost over all signals.
+    pub fn lost(&self) -> u64 {
+        self.traces.lost + self.metrics.lost + self.logs.lost
+    }
+
+    /// The report of one signal.
+    pub fn signal(&self, signal: Signal) -> SignalReport {
+        match signal {
+            Signal::Traces => self.traces,
+            Signal::Metrics => self.metrics,
+            Signal::Logs => self.logs,
+        }
+    }
+}
+
+impl fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, signal) in Signal::ALL.iter().enumerate() {
+            let r = self.signal(*signal);
+            let sep = if i == 0 { "" } else { "; " };
+            write!(f, "{sep}{signal}: {} exported, {} lost", r.exported, r.lost)?;
+        }
+        write!(f, " (in {} ms)", self.elapsed.as_millis())
+    }
+}
+
+/// Starts telemetry from the environment alone; see [`TelemetryBuilder`] for settings in code.
+pub fn init() -> Result<Telemetry, InitError> {
+    Telemetry::builder().init()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transport_crates_are_internal_but_lookalikes_are_not() {
+        assert!(is_internal("h2::codec"));
+        assert!(is_internal("hyper"));
+        assert!(is_internal("lookout::export"));
+        assert!(!is_internal("tower_http::trace::on_response"));
+        assert!(!is_internal("hyperion"));
+        assert!(!is_internal("lookout::config"));
+    }
+}
