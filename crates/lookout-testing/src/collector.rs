@@ -1,0 +1,585 @@
+//! A real OpenTelemetry collector process (rotel) on free loopback ports, and what it received.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Why the collector could not be started or did not receive what was expected.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CollectorError {
+    /// The `rotel-agent` binary was not found.
+    #[error(
+        "rotel-agent not found ({0}). Install it with `python3 -m pip install rotel==0.0.1a15` and set \
+         LOOKOUT_ROTEL_AGENT to .../site-packages/rotel/rotel-agent, or run the README's test command, \
+         which does both"
+    )]
+    NotFound(String),
+    /// The process could not be started.
+    #[error("could not start {path}: {source}")]
+    Spawn {
+        /// The binary.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The collector did not open its ports in time.
+    #[error("the collector did not listen on {grpc} and {http} within {waited:?}; it printed:\n{output}")]
+    NotReady {
+        /// gRPC address.
+        grpc: SocketAddr,
+        /// HTTP address.
+        http: SocketAddr,
+        /// How long we waited.
+        waited: Duration,
+        /// What it printed.
+        output: String,
+    },
+    /// [`Collector::wait_for`] timed out.
+    #[error("the collector did not receive what was expected within {waited:?}; it has {spans} spans, {logs} log records, {metrics} metrics")]
+    Timeout {
+        /// How long we waited.
+        waited: Duration,
+        /// Spans received.
+        spans: usize,
+        /// Log records received.
+        logs: usize,
+        /// Metric data received.
+        metrics: usize,
+    },
+}
+
+/// A running rotel collector that prints what it receives; killed on drop.
+#[derive(Debug)]
+pub struct Collector {
+    child: Child,
+    grpc: SocketAddr,
+    http: SocketAddr,
+    lines: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// A free TCP port on 127.0.0.1 (free when this returns; bind it soon).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
+fn find_agent() -> Result<PathBuf, CollectorError> {
+    if let Some(path) = std::env::var_os("LOOKOUT_ROTEL_AGENT") {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(CollectorError::NotFound(format!(
+                "LOOKOUT_ROTEL_AGENT={} is not a file",
+                path.display()
+            )))
+        };
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("rotel-agent"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| CollectorError::NotFound("not on PATH, LOOKOUT_ROTEL_AGENT unset".into()))
+}
+
+impl Collector {
+    /// Starts a collector on two free loopback ports.
+    pub fn start() -> Result<Collector, CollectorError> {
+        let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Self::start_on(grpc, http)
+    }
+
+    /// Starts a collector on the given addresses (to start one where a program already sends).
+    pub fn start_on(grpc: SocketAddr, http: SocketAddr) -> Result<Collector, CollectorError> {
+        let agent = find_agent()?;
+        let dir = tempfile::tempdir().map_err(|source| CollectorError::Spawn {
+            path: agent.clone(),
+            source,
+        })?;
+        let mut child = Command::new(&agent)
+            .arg("start")
+            .args(["--log-format", "json"])
+            .args(["--otlp-grpc-endpoint", &grpc.to_string()])
+            .args(["--otlp-http-endpoint", &http.to_string()])
+            .args(["--exporter", "blackhole"])
+            .args(["--debug-log", "traces", "--debug-log", "metrics", "--debug-log", "logs"])
+            .args(["--debug-log-verbosity", "detailed"])
+            .args(["--batch-timeout", "50ms"])
+            .arg("--pid-file")
+            .arg(dir.path().join("rotel.pid"))
+            .arg("--log-file")
+            .arg(dir.path().join("rotel.log"))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| CollectorError::Spawn {
+                path: agent.clone(),
+                source,
+            })?;
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let lines = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                }
+            });
+        }
+        let collector = Collector {
+            child,
+            grpc,
+            http,
+            lines,
+            _dir: dir,
+        };
+        let waited = Duration::from_secs(20);
+        let until = Instant::now() + waited;
+        while Instant::now() < until {
+            let up = |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok();
+            if up(&grpc) && up(&http) {
+                return Ok(collector);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(CollectorError::NotReady {
+            grpc,
+            http,
+            waited,
+            output: collector.output(),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT` of the OTLP/gRPC receiver.
+    pub fn grpc_endpoint(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// `http://127.0.0.1:PORT` of the OTLP/HTTP receiver (signal paths `/v1/...`).
+    pub fn http_endpoint(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
+    /// Everything the process printed so far.
+    pub fn output(&self) -> String {
+        self.lines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .join("\n")
+    }
+
+    /// What the collector received so far.
+    pub fn received(&self) -> Received {
+        let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+        parse(&lines)
+    }
+
+    /// Waits until `done` holds for what was received, polling; errors after `timeout`.
+    pub fn wait_for(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&Received) -> bool,
+    ) -> Result<Received, CollectorError> {
+        let until = Instant::now() + timeout;
+        loop {
+            let received = self.received();
+            if done(&received) {
+                return Ok(received);
+            }
+            if Instant::now() >= until {
+                return Err(CollectorError::Timeout {
+                    waited: timeout,
+                    spans: received.spans.len(),
+                    logs: received.logs.len(),
+                    metrics: received.metrics.len(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The binary this harness runs.
+    pub fn agent_path() -> Result<PathBuf, CollectorError> {
+        find_agent()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An attribute value as the collector printed it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// `Str(...)`
+    Str(String),
+    /// `Int(...)`
+    Int(i64),
+    /// `Double(...)`
+    Double(f64),
+    /// `Bool(...)`
+    Bool(bool),
+    /// Anything else, as printed.
+    Other(String),
+}
+
+impl Value {
+    fn parse(text: &str) -> Value {
+        let (kind, inner) = match (text.find('('), text.rfind(')')) {
+            (Some(open), Some(close)) if close > open => (&text[..open], &text[open + 1..close]),
+            _ => return Value::Other(text.to_owned()),
+        };
+        match kind {
+            "Str" => Value::Str(inner.to_owned()),
+            "Int" => inner.parse().map_or_else(|_| Value::Other(text.into()), Value::Int),
+            "Double" => inner.parse().map_or_else(|_| Value::Other(text.into()), Value::Double),
+            "Bool" => inner.parse().map_or_else(|_| Value::Other(text.into()), Value::Bool),
+            _ => Value::Other(text.to_owned()),
+        }
+    }
+
+    /// The text of a `Str` value.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// Attributes by key.
+pub type Attributes = BTreeMap<String, Value>;
+
+/// A span the collector received.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Span {
+    /// 32 hex digits.
+    pub trace_id: String,
+    /// 16 hex digits.
+    pub span_id: String,
+    /// The parent's span id; `None` for a root span.
+    pub parent_id: Option<String>,
+    /// The span name.
+    pub name: String,
+    /// e.g. `SPAN_KIND_INTERNAL`.
+    pub kind: String,
+    /// e.g. `STATUS_CODE_ERROR`.
+    pub status_code: String,
+    /// Span attributes.
+    pub attributes: Attributes,
+    /// The resource it came with.
+    pub resource: Attributes,
+}
+
+/// A log record the collector received.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LogRecord {
+    /// The body text.
+    pub body: String,
+    /// e.g. `INFO`.
+    pub severity_text: String,
+    /// The trace id of the span it was emitted in.
+    pub trace_id: Option<String>,
+    /// The span id of the span it was emitted in.
+    pub span_id: Option<String>,
+    /// Record attributes.
+    pub attributes: Attributes,
+    /// The resource it came with.
+    pub resource: Attributes,
+}
+
+/// A metric data point the collector received.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricPoint {
+    /// The instrument name.
+    pub name: String,
+    /// The unit.
+    pub unit: String,
+    /// `Sum`, `Gauge`, `Histogram`, ...
+    pub data_type: String,
+    /// Point attributes.
+    pub attributes: Attributes,
+    /// A sum or gauge value.
+    pub value: Option<f64>,
+    /// A histogram's count.
+    pub count: Option<u64>,
+    /// A histogram's sum.
+    pub sum: Option<f64>,
+    /// The resource it came with.
+    pub resource: Attributes,
+}
+
+/// Everything the collector received, parsed from its debug output.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Received {
+    /// Spans, in arrival order.
+    pub spans: Vec<Span>,
+    /// Log records, in arrival order.
+    pub logs: Vec<LogRecord>,
+    /// Metric data points, in arrival order.
+    pub metrics: Vec<MetricPoint>,
+}
+
+impl Received {
+    /// The first span named `name`.
+    pub fn span(&self, name: &str) -> Option<&Span> {
+        self.spans.iter().find(|s| s.name == name)
+    }
+
+    /// Data points of the metric named `name`.
+    pub fn points(&self, name: &str) -> Vec<&MetricPoint> {
+        self.metrics.iter().filter(|m| m.name == name).collect()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Section {
+    Resource,
+    Item,
+    ItemAttributes,
+    Descriptor,
+    PointAttributes,
+    Other,
+}
+
+#[derive(Clone, Copy)]
+enum Item {
+    None,
+    Span,
+    Log,
+    Metric,
+}
+
+fn parse(lines: &[String]) -> Received {
+    let mut out = Received::default();
+    let mut resource = Attributes::new();
+    let mut section = Section::Other;
+    let mut item = Item::None;
+    let mut metric = MetricPoint::default();
+    for line in lines.iter().filter(|l| !l.starts_with('{')) {
+        let trimmed = line.trim();
+        let field = |name: &str| -> Option<String> {
+            let rest = trimmed.strip_prefix(name)?.trim_start();
+            Some(rest.strip_prefix(':')?.trim().to_owned())
+        };
+        if trimmed.starts_with("ResourceSpans #")
+            || trimmed.starts_with("ResourceLog #")
+            || trimmed.starts_with("ResourceMetrics #")
+        {
+            resource = Attributes::new();
+            section = Section::Other;
+            item = Item::None;
+        } else if trimmed == "Resource attributes:" {
+            section = Section::Resource;
+        } else if trimmed.starts_with("Span #") {
+            out.spans.push(Span {
+                resource: resource.clone(),
+                ..Span::default()
+            });
+            item = Item::Span;
+            section = Section::Item;
+        } else if trimmed.starts_with("LogRecord #") {
+            out.logs.push(LogRecord {
+                resource: resource.clone(),
+                ..LogRecord::default()
+            });
+            item = Item::Log;
+            section = Section::Item;
+        } else if trimmed.starts_with("Metric #") {
+            metric = MetricPoint {
+                resource: resource.clone(),
+                ..MetricPoint::default()
+            };
+            item = Item::Metric;
+            section = Section::Other;
+        } else if trimmed == "Descriptor:" {
+            section = Section::Descriptor;
+        } else if trimmed.contains("DataPoints #") {
+            out.metrics.push(MetricPoint {
+                attributes: Attributes::new(),
+                ..metric.clone()
+            });
+            section = Section::Item;
+        } else if trimmed == "Data point attributes:" {
+            section = Section::PointAttributes;
+        } else if trimmed == "Attributes:" {
+            section = Section::ItemAttributes;
+        } else if trimmed.starts_with("Events:") || trimmed.starts_with("Links:") {
+            section = Section::Other;
+        } else if let Some(kv) = line.strip_prefix("     -> ") {
+            let Some((key, value)) = kv.split_once(": ") else {
+                continue;
+            };
+            let (key, value) = (key.to_owned(), Value::parse(value));
+            match (section, item) {
+                (Section::Resource, _) => {
+                    resource.insert(key, value);
+                }
+                (Section::ItemAttributes, Item::Span) => {
+                    if let Some(s) = out.spans.last_mut() {
+                        s.attributes.insert(key, value);
+                    }
+                }
+                (Section::ItemAttributes, Item::Log) => {
+                    if let Some(l) = out.logs.last_mut() {
+                        l.attributes.insert(key, value);
+                    }
+                }
+                (Section::PointAttributes, Item::Metric) => {
+                    if let Some(p) = out.metrics.last_mut() {
+                        p.attributes.insert(key, value);
+                    }
+                }
+                (Section::Descriptor, Item::Metric) => match key.as_str() {
+                    "Name" => metric.name = kv[6..].trim().to_owned(),
+                    "Unit" => metric.unit = kv[6..].trim().to_owned(),
+                    "DataType" => metric.data_type = kv[10..].trim().to_owned(),
+                    _ => {}
+                },
+                _ => {}
+            }
+        } else {
+            match item {
+                Item::Span => {
+                    if let Some(s) = out.spans.last_mut() {
+                        if let Some(v) = field("Trace ID") {
+                            s.trace_id = v;
+                        } else if let Some(v) = field("Parent ID") {
+                            s.parent_id = (!v.is_empty()).then_some(v);
+                        } else if let Some(v) = field("ID") {
+                            s.span_id = v;
+                        } else if let Some(v) = field("Name") {
+                            s.name = v;
+                        } else if let Some(v) = field("Kind") {
+                            s.kind = v;
+                        } else if let Some(v) = field("Status code") {
+                            s.status_code = v;
+                        }
+                    }
+                }
+                Item::Log => {
+                    if let Some(l) = out.logs.last_mut() {
+                        if let Some(v) = field("Trace ID") {
+                            l.trace_id = (!v.is_empty()).then_some(v);
+                        } else if let Some(v) = field("Span ID") {
+                            l.span_id = (!v.is_empty()).then_some(v);
+                        } else if let Some(v) = field("SeverityText") {
+                            l.severity_text = v;
+                        } else if let Some(v) = field("Body") {
+                            l.body = match Value::parse(&v) {
+                                Value::Str(s) => s,
+                                _ => v,
+                            };
+                        }
+                    }
+                }
+                Item::Metric => {
+                    if let Some(p) = out.metrics.last_mut() {
+                        if let Some(v) = field("Value") {
+                            p.value = v.parse().ok();
+                        } else if let Some(v) = field("Count") {
+                            p.count = v.parse().ok();
+                        } else if let Some(v) = field("Sum") {
+                            p.sum = v.parse().ok();
+                        }
+                    }
+                }
+                Item::None => {}
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = "\
+{\"msg\":\"Starting Rotel.\"}
+ResourceSpans #0
+Resource SchemaURL: 
+Resource attributes:
+     -> service.name: Str(svc)
+ScopeSpans #0
+InstrumentationScope lookout 
+Span #0
+    Trace ID       : 5b8efff798038103d269b633813fc60c
+    Parent ID      : eee19b7ec3c1b173
+    ID             : eee19b7ec3c1b174
+    Name           : op
+    Kind           : SPAN_KIND_INTERNAL
+    Status code    : STATUS_CODE_ERROR
+Attributes:
+     -> a: Int(5)
+     -> b: Str(x (y))
+Events:
+SpanEvent #0
+     -> Name: boom
+          -> order: Str(2)
+ResourceLog #0
+Resource attributes:
+     -> service.name: Str(svc)
+LogRecord #0
+SeverityText: INFO
+Body: Str(hello)
+Attributes:
+     -> n: Double(1.5)
+    Trace ID       : 5b8efff798038103d269b633813fc60c
+    Span ID        : eee19b7ec3c1b174
+ResourceMetrics #0
+Resource attributes:
+     -> service.name: Str(svc)
+Metric #0
+Descriptor:
+     -> Name: orders
+     -> Unit: {order}
+     -> DataType: Sum
+NumberDataPoints #0
+Data point attributes:
+     -> outcome: Str(ok)
+Value: 2
+";
+
+    #[test]
+    fn parses_spans_logs_and_metrics_from_debug_output() {
+        let lines: Vec<String> = SAMPLE.lines().map(str::to_owned).collect();
+        let r = parse(&lines);
+        assert_eq!(r.spans.len(), 1);
+        let s = &r.spans[0];
+        assert_eq!(s.parent_id.as_deref(), Some("eee19b7ec3c1b173"));
+        assert_eq!(s.span_id, "eee19b7ec3c1b174");
+        assert_eq!(s.status_code, "STATUS_CODE_ERROR");
+        assert_eq!(s.attributes["a"], Value::Int(5));
+        assert_eq!(s.attributes["b"], Value::Str("x (y)".into()));
+        assert!(!s.attributes.contains_key("Name"), "event fields are not span attributes");
+        assert_eq!(s.resource["service.name"], Value::Str("svc".into()));
+        let l = &r.logs[0];
+        assert_eq!((l.body.as_str(), l.severity_text.as_str()), ("hello", "INFO"));
+        assert_eq!(l.span_id.as_deref(), Some("eee19b7ec3c1b174"));
+        assert_eq!(l.attributes["n"], Value::Double(1.5));
+        let m = &r.metrics[0];
+        assert_eq!((m.name.as_str(), m.unit.as_str(), m.value), ("orders", "{order}", Some(2.0)));
+        assert_eq!(m.attributes["outcome"], Value::Str("ok".into()));
+    }
+}
