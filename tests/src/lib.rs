@@ -1,1 +1,70 @@
-//! End-to-end tests live in `tests/`.
+//! Shared helpers for the end-to-end tests in `tests/`: run the `e2e-app` program with an
+//! environment and read what it printed.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// What one run of `e2e-app` printed.
+#[derive(Debug)]
+pub struct Run {
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+    /// Exit code.
+    pub code: Option<i32>,
+}
+
+impl Run {
+    /// The word after `RESULT`: `ok`, `deadline` or `lost`.
+    pub fn result(&self) -> Option<&str> {
+        self.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("RESULT "))
+            .and_then(|rest| rest.split_whitespace().next())
+    }
+
+    /// `(exported, lost)` for `signal` from the `COUNTS` lines.
+    pub fn counts(&self, signal: &str) -> Option<(u64, u64)> {
+        self.stdout.lines().find_map(|l| {
+            let mut parts = l.strip_prefix("COUNTS ")?.split_whitespace();
+            (parts.next()? == signal).then_some(())?;
+            Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+        })
+    }
+
+    /// Variables the program reported warnings for.
+    pub fn warnings(&self) -> Vec<&str> {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("WARNING "))
+            .collect()
+    }
+}
+
+/// Runs `e2e-app` with `args` and exactly the given variables (plus PATH), and waits for it.
+pub fn run(app: &PathBuf, args: &[&str], vars: &[(&str, &str)]) -> Run {
+    let Output {
+        stdout,
+        stderr,
+        status,
+    } = command(app, args, vars).output().expect("e2e-app runs");
+    Run {
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        code: status.code(),
+    }
+}
+
+/// The command `run` uses, for tests that need to start it and wait later.
+pub fn command(app: &PathBuf, args: &[&str], vars: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(app);
+    cmd.args(args).env_clear().env("LOOKOUT_CONSOLE", "off");
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd
+}

@@ -28,7 +28,9 @@ pub enum CollectorError {
         source: std::io::Error,
     },
     /// The collector did not open its ports in time.
-    #[error("the collector did not listen on {grpc} and {http} within {waited:?}; it printed:\n{output}")]
+    #[error(
+        "the collector did not listen on {grpc} and {http} within {waited:?}; it printed:\n{output}"
+    )]
     NotReady {
         /// gRPC address.
         grpc: SocketAddr,
@@ -40,7 +42,9 @@ pub enum CollectorError {
         output: String,
     },
     /// [`Collector::wait_for`] timed out.
-    #[error("the collector did not receive what was expected within {waited:?}; it has {spans} spans, {logs} log records, {metrics} metrics")]
+    #[error(
+        "the collector did not receive what was expected within {waited:?}; it has {spans} spans, {logs} log records, {metrics} metrics"
+    )]
     Timeout {
         /// How long we waited.
         waited: Duration,
@@ -112,7 +116,14 @@ impl Collector {
             .args(["--otlp-grpc-endpoint", &grpc.to_string()])
             .args(["--otlp-http-endpoint", &http.to_string()])
             .args(["--exporter", "blackhole"])
-            .args(["--debug-log", "traces", "--debug-log", "metrics", "--debug-log", "logs"])
+            .args([
+                "--debug-log",
+                "traces",
+                "--debug-log",
+                "metrics",
+                "--debug-log",
+                "logs",
+            ])
             .args(["--debug-log-verbosity", "detailed"])
             .args(["--batch-timeout", "50ms"])
             .arg("--pid-file")
@@ -130,8 +141,14 @@ impl Collector {
             })?;
         let lines = Arc::new(Mutex::new(Vec::new()));
         for stream in [
-            child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
         ]
         .into_iter()
         .flatten()
@@ -153,7 +170,8 @@ impl Collector {
         let waited = Duration::from_secs(20);
         let until = Instant::now() + waited;
         while Instant::now() < until {
-            let up = |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok();
+            let up =
+                |a: &SocketAddr| TcpStream::connect_timeout(a, Duration::from_millis(200)).is_ok();
             if up(&grpc) && up(&http) {
                 return Ok(collector);
             }
@@ -251,9 +269,15 @@ impl Value {
         };
         match kind {
             "Str" => Value::Str(inner.to_owned()),
-            "Int" => inner.parse().map_or_else(|_| Value::Other(text.into()), Value::Int),
-            "Double" => inner.parse().map_or_else(|_| Value::Other(text.into()), Value::Double),
-            "Bool" => inner.parse().map_or_else(|_| Value::Other(text.into()), Value::Bool),
+            "Int" => inner
+                .parse()
+                .map_or_else(|_| Value::Other(text.into()), Value::Int),
+            "Double" => inner
+                .parse()
+                .map_or_else(|_| Value::Other(text.into()), Value::Double),
+            "Bool" => inner
+                .parse()
+                .map_or_else(|_| Value::Other(text.into()), Value::Bool),
             _ => Value::Other(text.to_owned()),
         }
     }
@@ -572,14 +596,23 @@ Value: 2
         assert_eq!(s.status_code, "STATUS_CODE_ERROR");
         assert_eq!(s.attributes["a"], Value::Int(5));
         assert_eq!(s.attributes["b"], Value::Str("x (y)".into()));
-        assert!(!s.attributes.contains_key("Name"), "event fields are not span attributes");
+        assert!(
+            !s.attributes.contains_key("Name"),
+            "event fields are not span attributes"
+        );
         assert_eq!(s.resource["service.name"], Value::Str("svc".into()));
         let l = &r.logs[0];
-        assert_eq!((l.body.as_str(), l.severity_text.as_str()), ("hello", "INFO"));
+        assert_eq!(
+            (l.body.as_str(), l.severity_text.as_str()),
+            ("hello", "INFO")
+        );
         assert_eq!(l.span_id.as_deref(), Some("eee19b7ec3c1b174"));
         assert_eq!(l.attributes["n"], Value::Double(1.5));
         let m = &r.metrics[0];
-        assert_eq!((m.name.as_str(), m.unit.as_str(), m.value), ("orders", "{order}", Some(2.0)));
+        assert_eq!(
+            (m.name.as_str(), m.unit.as_str(), m.value),
+            ("orders", "{order}", Some(2.0))
+        );
         assert_eq!(m.attributes["outcome"], Value::Str("ok".into()));
     }
 }

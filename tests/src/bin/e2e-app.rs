@@ -1,0 +1,102 @@
+//! Run with: `cargo run -p lookout-e2e --bin e2e-app -- tree`
+//!
+//! A small instrumented program configured only through the environment, as a service would be.
+//! The end-to-end tests run it against a real collector. It prints machine-readable lines:
+//! `WARNING <variable>`, `TICK <i>`, and at the end `RESULT ok|deadline|lost <report>` and
+//! `COUNTS <signal> <exported> <lost>` for each signal.
+
+use std::time::Duration;
+
+use lookout::opentelemetry::{KeyValue, global};
+use tracing::{info, info_span, warn};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let scenario = args.first().map(String::as_str).unwrap_or("tree");
+    let runtime = std::env::var("E2E_RUNTIME").unwrap_or_else(|_| "none".into());
+
+    let telemetry = match lookout::init() {
+        Ok(t) => t,
+        Err(e) => {
+            println!("INIT_ERROR {e}");
+            std::process::exit(2);
+        }
+    };
+    for w in telemetry.warnings() {
+        println!("WARNING {}", w.variable);
+    }
+
+    let work = || match scenario {
+        "tree" => tree(),
+        "spans" => {
+            let n: u64 = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(100);
+            for i in 0..n {
+                info_span!("unit", index = i).in_scope(|| {});
+            }
+        }
+        "trickle" => {
+            let n: u64 = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(50);
+            for i in 0..n {
+                info_span!("tick", index = i).in_scope(|| {});
+                println!("TICK {i}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        other => println!("UNKNOWN_SCENARIO {other}"),
+    };
+    match runtime.as_str() {
+        "current" => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async { work() }),
+        "multi" => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async { work() }),
+        _ => work(),
+    }
+
+    let (word, report) = match telemetry.shutdown() {
+        Ok(r) => ("ok", r),
+        Err(e @ lookout::ShutdownError::DeadlineExceeded { .. }) => {
+            ("deadline", e.report().clone())
+        }
+        Err(e) => ("lost", e.report().clone()),
+    };
+    println!("RESULT {word} {report}");
+    for signal in lookout::Signal::ALL {
+        let r = report.signal(signal);
+        println!("COUNTS {signal} {} {}", r.exported, r.lost);
+    }
+}
+
+fn tree() {
+    let meter = global::meter("e2e");
+    let requests = meter
+        .u64_counter("e2e.requests")
+        .with_unit("{request}")
+        .build();
+    let latency = meter.f64_histogram("e2e.latency").with_unit("s").build();
+
+    let root = info_span!(
+        "checkout",
+        int_attr = -42_i64,
+        uint_attr = 42_u64,
+        float_attr = 2.5_f64,
+        bool_attr = true,
+        str_attr = "hello",
+    );
+    root.in_scope(|| {
+        info!(step = 1_i64, "checkout started");
+        info_span!("reserve").in_scope(|| {
+            info_span!("db.query", rows = 3_i64).in_scope(|| {
+                warn!(table = "stock", "slow query");
+            });
+        });
+    });
+    drop(root);
+    requests.add(3, &[KeyValue::new("route", "/checkout")]);
+    latency.record(0.25, &[KeyValue::new("route", "/checkout")]);
+}

@@ -1,0 +1,62 @@
+//! N spans created before shutdown means N spans received, and the report says so.
+
+use std::time::Duration;
+
+use lookout_e2e::run;
+use lookout_testing::{Collector, Value};
+
+#[test]
+fn two_thousand_spans_all_arrive() {
+    let collector = Collector::start().expect("collector starts");
+    let app = run(
+        &env!("CARGO_BIN_EXE_e2e-app").into(),
+        &["spans", "2000"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.grpc_endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ],
+    );
+    assert_eq!(app.result(), Some("ok"), "{}\n{}", app.stdout, app.stderr);
+    assert_eq!(app.counts("traces"), Some((2000, 0)));
+    let r = collector
+        .wait_for(Duration::from_secs(30), |r| r.spans.len() >= 2000)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut indexes: Vec<i64> = r
+        .spans
+        .iter()
+        .filter_map(|s| match s.attributes.get("index") {
+            Some(Value::Int(i)) => Some(*i),
+            _ => None,
+        })
+        .collect();
+    indexes.sort_unstable();
+    indexes.dedup();
+    assert_eq!(indexes, (0..2000).collect::<Vec<i64>>());
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_instead_of_blocking() {
+    // A queue of 10 with a long delay: most of 500 spans cannot be queued. Span end must not
+    // block, and the report must count exactly what was lost.
+    let collector = Collector::start().expect("collector starts");
+    let app = run(
+        &env!("CARGO_BIN_EXE_e2e-app").into(),
+        &["spans", "500"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint()),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "10"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "60000"),
+        ],
+    );
+    assert_eq!(app.result(), Some("lost"), "{}\n{}", app.stdout, app.stderr);
+    let (exported, lost) = app.counts("traces").expect("counts");
+    assert_eq!(exported + lost, 500);
+    assert!(lost > 0 && exported > 0, "exported {exported}, lost {lost}");
+    let r = collector
+        .wait_for(Duration::from_secs(20), |r| {
+            r.spans.len() as u64 >= exported
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.spans.len() as u64, exported);
+}
