@@ -63,11 +63,15 @@ impl<'a> EnvReader<'a> {
         self.source.get(name)
     }
 
+    /// Records a warning, once: general variables are read for each signal.
     pub(crate) fn warn(&mut self, variable: &str, message: impl Into<String>) {
-        self.warnings.push(ConfigWarning {
+        let warning = ConfigWarning {
             variable: variable.to_owned(),
             message: message.into(),
-        });
+        };
+        if !self.warnings.contains(&warning) {
+            self.warnings.push(warning);
+        }
     }
 
     /// Booleans: `true` (any case) is true, `false` is false, anything else warns and is false.

@@ -1,0 +1,122 @@
+//! A collector that is down never takes the program down: the program runs, says so once, counts
+//! the loss, ships once the collector is up, and shutdown returns within its deadline.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::process::Stdio;
+use std::time::Duration;
+
+use lookout_e2e::{command, run};
+use lookout_testing::{Collector, Value, free_port};
+
+#[test]
+fn a_collector_that_starts_after_the_program_still_gets_later_spans() {
+    let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let endpoint = format!("http://{grpc}");
+    let mut child = command(
+        &env!("CARGO_BIN_EXE_e2e-app").into(),
+        &["trickle", "60"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+            ("LOOKOUT_CONSOLE", "compact"),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .expect("app starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+
+    // Wait until the program has failed to export at least once, then start the collector.
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let failed = line.contains("exporting traces failed");
+        seen.push(line);
+        if failed {
+            break;
+        }
+    }
+    let collector = Collector::start_on(grpc, http).expect("collector starts late");
+    let rest: Vec<String> = lines.collect();
+    let status = child.wait().expect("app exits");
+    assert!(status.success());
+    let all = [seen, rest].concat().join("\n");
+
+    let failures = all.matches("exporting traces failed").count();
+    assert_eq!(failures, 1, "the outage is reported once:\n{all}");
+    assert!(all.contains("exporting traces works again"), "{all}");
+
+    let last_tick = "RESULT";
+    assert!(all.contains(last_tick), "{all}");
+    let r = collector
+        .wait_for(Duration::from_secs(20), |r| {
+            r.spans
+                .iter()
+                .any(|s| s.attributes.get("index") == Some(&Value::Int(59)))
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{all}"));
+    // Early spans were lost while it was down; the report counts them.
+    let lost: u64 = all
+        .lines()
+        .find_map(|l| l.strip_prefix("COUNTS traces "))
+        .and_then(|c| c.split_whitespace().nth(1)?.parse().ok())
+        .expect("counts line");
+    assert!(lost > 0, "{all}");
+    assert_eq!(r.spans.len() as u64 + lost, 60, "{all}");
+}
+
+#[test]
+fn a_refused_connection_makes_shutdown_report_the_loss() {
+    let port = free_port().to_string();
+    for protocol in ["grpc", "http/protobuf"] {
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let app = run(
+            &env!("CARGO_BIN_EXE_e2e-app").into(),
+            &["tree"],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+            ],
+        );
+        assert_eq!(app.code, Some(0), "the program itself is unaffected");
+        assert_eq!(app.result(), Some("lost"), "{protocol}: {}", app.stdout);
+        assert_eq!(app.counts("traces"), Some((0, 3)), "{}", app.stdout);
+        assert_eq!(app.counts("logs"), Some((0, 3)), "{}", app.stdout);
+        assert_eq!(app.counts("metrics"), Some((0, 2)), "{}", app.stdout);
+    }
+}
+
+#[test]
+fn a_collector_that_never_answers_makes_shutdown_hit_its_deadline() {
+    // A fake collector: accepts connections and never answers (what a hung peer does), which a
+    // real collector cannot be made to do.
+    let black_hole = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", black_hole.local_addr().expect("addr"));
+    let held = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in black_hole.incoming().take(8).flatten() {
+            held.push(stream);
+        }
+        held
+    });
+    let app = run(
+        &env!("CARGO_BIN_EXE_e2e-app").into(),
+        &["tree"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+            ("LOOKOUT_SHUTDOWN_TIMEOUT", "1500"),
+        ],
+    );
+    drop(held);
+    assert_eq!(app.code, Some(0));
+    assert!(
+        matches!(app.result(), Some("deadline" | "lost")),
+        "{}",
+        app.stdout
+    );
+    let (exported, lost) = app.counts("traces").expect("counts");
+    assert_eq!((exported, lost), (0, 3), "{}", app.stdout);
+}
