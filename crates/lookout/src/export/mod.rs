@@ -2,7 +2,7 @@
 
 mod counted;
 mod runtime;
-#[cfg(feature = "tls")]
+#[cfg(all(feature = "tls", any(feature = "grpc", feature = "http")))]
 mod tls;
 
 use std::sync::Arc;
@@ -238,6 +238,7 @@ fn logger_provider(
 }
 
 /// "No limit" for the OTLP clients, which have no such notion.
+#[cfg(any(feature = "grpc", feature = "http"))]
 const UNLIMITED: Duration = Duration::from_secs(365 * 24 * 3600);
 
 fn build_error(signal: Signal) -> impl Fn(String) -> InitError {
@@ -247,6 +248,7 @@ fn build_error(signal: Signal) -> impl Fn(String) -> InitError {
     }
 }
 
+#[cfg(any(feature = "grpc", feature = "http"))]
 macro_rules! otlp_exporter {
     ($fn_name:ident, $exporter:ty, $signal:expr $(, $extra:ident : $extra_ty:ty => $apply:expr)?) => {
         fn $fn_name(
@@ -282,8 +284,11 @@ macro_rules! otlp_exporter {
     };
 }
 
+#[cfg(any(feature = "grpc", feature = "http"))]
 otlp_exporter!(otlp_spans, opentelemetry_otlp::SpanExporter, Signal::Traces);
+#[cfg(any(feature = "grpc", feature = "http"))]
 otlp_exporter!(otlp_logs, opentelemetry_otlp::LogExporter, Signal::Logs);
+#[cfg(any(feature = "grpc", feature = "http"))]
 otlp_exporter!(
     otlp_metrics,
     opentelemetry_otlp::MetricExporter,
@@ -291,6 +296,38 @@ otlp_exporter!(
     temporality: Temporality => |b: opentelemetry_otlp::MetricExporterBuilder<_>, t| b.with_temporality(t)
 );
 
+/// Built without an OTLP transport: say which feature or variable fixes it.
+#[cfg(not(any(feature = "grpc", feature = "http")))]
+fn no_transport(signal: Signal) -> Result<opentelemetry_stdout::SpanExporter, InitError> {
+    Err(build_error(signal)(format!(
+        "lookout was built without an OTLP transport; enable its `grpc` or `http` feature, or set OTEL_{}_EXPORTER=console or none",
+        signal.as_str().to_ascii_uppercase()
+    )))
+}
+#[cfg(not(any(feature = "grpc", feature = "http")))]
+fn otlp_spans(
+    _: &OtlpSettings,
+    _: &ExportRuntime,
+) -> Result<opentelemetry_stdout::SpanExporter, InitError> {
+    no_transport(Signal::Traces)
+}
+#[cfg(not(any(feature = "grpc", feature = "http")))]
+fn otlp_logs(
+    _: &OtlpSettings,
+    _: &ExportRuntime,
+) -> Result<opentelemetry_stdout::LogExporter, InitError> {
+    no_transport(Signal::Logs).map(|_| opentelemetry_stdout::LogExporter::default())
+}
+#[cfg(not(any(feature = "grpc", feature = "http")))]
+fn otlp_metrics(
+    _: &OtlpSettings,
+    _: Temporality,
+    _: &ExportRuntime,
+) -> Result<opentelemetry_stdout::MetricExporter, InitError> {
+    no_transport(Signal::Metrics).map(|_| opentelemetry_stdout::MetricExporter::default())
+}
+
+#[cfg(any(feature = "grpc", feature = "http"))]
 fn timeout_of(s: &OtlpSettings) -> Duration {
     if s.timeout.is_zero() {
         UNLIMITED

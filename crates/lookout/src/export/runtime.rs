@@ -36,6 +36,7 @@ impl ExportRuntime {
         })
     }
 
+    #[cfg(feature = "grpc")]
     pub(crate) fn handle(&self) -> &Handle {
         &self.handle
     }

@@ -10,12 +10,18 @@ fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
     fs::read(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
 }
 
-fn identity_files(s: &OtlpSettings) -> Result<Option<(Vec<u8>, Vec<u8>)>, String> {
+/// A client certificate chain and its private key, both PEM.
+struct IdentityPem {
+    cert: Vec<u8>,
+    key: Vec<u8>,
+}
+
+fn identity_files(s: &OtlpSettings) -> Result<Option<IdentityPem>, String> {
     match (&s.client_certificate, &s.client_key) {
-        (Some(cert), Some(key)) => Ok(Some((
-            read(cert, "client certificate")?,
-            read(key, "client key")?,
-        ))),
+        (Some(cert), Some(key)) => Ok(Some(IdentityPem {
+            cert: read(cert, "client certificate")?,
+            key: read(key, "client key")?,
+        })),
         (None, None) => Ok(None),
         _ => Err(
             "a client certificate needs its key and a key needs its certificate: set both OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE and OTEL_EXPORTER_OTLP_CLIENT_KEY"
@@ -32,8 +38,8 @@ pub(super) fn tonic_config(s: &OtlpSettings) -> Result<tonic::transport::ClientT
         Some(ca) => config.ca_certificate(Certificate::from_pem(read(ca, "CA certificate")?)),
         None => config.with_native_roots(),
     };
-    if let Some((cert, key)) = identity_files(s)? {
-        config = config.identity(Identity::from_pem(cert, key));
+    if let Some(id) = identity_files(s)? {
+        config = config.identity(Identity::from_pem(id.cert, id.key));
     }
     Ok(config)
 }
@@ -70,11 +76,11 @@ pub(super) fn rustls_config(s: &OtlpSettings) -> Result<rustls::ClientConfig, St
         .map_err(|e| format!("TLS setup failed: {e}"))?
         .with_root_certificates(roots);
     let mut config = match identity_files(s)? {
-        Some((cert, key)) => {
-            let certs = CertificateDer::pem_slice_iter(&cert)
+        Some(id) => {
+            let certs = CertificateDer::pem_slice_iter(&id.cert)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("the client certificate is not PEM: {e}"))?;
-            let key = PrivateKeyDer::from_pem_slice(&key)
+            let key = PrivateKeyDer::from_pem_slice(&id.key)
                 .map_err(|e| format!("the client key is not a PEM private key: {e}"))?;
             builder
                 .with_client_auth_cert(certs, key)
