@@ -11,6 +11,10 @@ fn complete(r: &Received) -> bool {
 }
 
 fn check(protocol: &str, runtime: &str) {
+    check_with(protocol, runtime, &[]);
+}
+
+fn check_with(protocol: &str, runtime: &str, extra: &[(&str, &str)]) {
     // rotel 0.0.1a15's OTLP/JSON decoder rejects 64-bit integers written as strings
     // (`"asInt":"3"`), which the protobuf JSON mapping prescribes and opentelemetry-proto writes;
     // over http/json only the metric names can be checked against it.
@@ -21,20 +25,18 @@ fn check(protocol: &str, runtime: &str) {
     } else {
         collector.http_endpoint()
     };
-    let app = run(
-        &env!("CARGO_BIN_EXE_e2e-app").into(),
-        &["tree"],
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
-            ("OTEL_SERVICE_NAME", "e2e-checkout"),
-            (
-                "OTEL_RESOURCE_ATTRIBUTES",
-                "deployment.environment.name=test,team=pay%20ments",
-            ),
-            ("E2E_RUNTIME", runtime),
-        ],
-    );
+    let mut vars = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ("OTEL_SERVICE_NAME", "e2e-checkout"),
+        (
+            "OTEL_RESOURCE_ATTRIBUTES",
+            "deployment.environment.name=test,team=pay%20ments",
+        ),
+        ("E2E_RUNTIME", runtime),
+    ];
+    vars.extend_from_slice(extra);
+    let app = run(&env!("CARGO_BIN_EXE_e2e-app").into(), &["tree"], &vars);
     assert_eq!(
         app.result(),
         Some("ok"),
@@ -146,4 +148,26 @@ fn from_a_current_thread_runtime_over_grpc() {
 #[test]
 fn from_a_multi_thread_runtime_over_http() {
     check("http/protobuf", "multi");
+}
+
+#[test]
+fn over_grpc_with_gzip() {
+    check_with(
+        "grpc",
+        "none",
+        &[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")],
+    );
+}
+
+#[test]
+fn over_http_with_gzip_per_signal_settings() {
+    check_with(
+        "http/protobuf",
+        "none",
+        &[
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_LOGS_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_METRICS_COMPRESSION", "gzip"),
+        ],
+    );
 }

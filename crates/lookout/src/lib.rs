@@ -12,8 +12,8 @@ mod telemetry;
 mod u64_fields;
 
 pub use config::{
-    BatchSettings, Compression, ConfigWarning, ConsoleFormat, ExporterKind, Limits, OtlpOptions,
-    Propagator, Protocol, SamplerConfig, Signal, TemporalityPreference,
+    BatchSettings, Compression, ConfigWarning, ConsoleFormat, ExporterKind, HistogramAggregation,
+    Limits, OtlpOptions, Propagator, Protocol, SamplerConfig, Signal, TemporalityPreference,
 };
 pub use error::{InitError, ShutdownError};
 pub use stats::{LastError, SignalStats, Stats, stats};

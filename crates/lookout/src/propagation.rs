@@ -16,7 +16,9 @@ pub(crate) fn composite(list: &[Propagator]) -> TextMapCompositePropagator {
         .iter()
         .map(|p| -> Box<dyn TextMapPropagator + Send + Sync> {
             match p {
-                Propagator::TraceContext => Box::new(TraceContextPropagator::new()),
+                Propagator::TraceContext => {
+                    Box::new(StrictTraceContext(TraceContextPropagator::new()))
+                }
                 Propagator::Baggage => Box::new(BaggagePropagator::new()),
                 Propagator::B3 => Box::new(B3 { multi: false }),
                 Propagator::B3Multi => Box::new(B3 { multi: true }),
@@ -25,6 +27,68 @@ pub(crate) fn composite(list: &[Propagator]) -> TextMapCompositePropagator {
         })
         .collect();
     TextMapCompositePropagator::new(propagators)
+}
+
+/// The SDK's W3C propagator behind a strict `traceparent` check: opentelemetry-rust 0.33 accepts
+/// `00-42-1-01`, `+`-prefixed ids and one-digit flags. An invalid header is ignored together with
+/// its `tracestate`, and a new trace starts.
+#[derive(Debug)]
+struct StrictTraceContext(TraceContextPropagator);
+
+/// W3C Trace Context §3.2: version, trace-id, parent-id and flags, lowercase hex.
+fn valid_traceparent(header: &str) -> bool {
+    let lower_hex = |s: &str, len: usize| {
+        s.len() == len
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let fields: Vec<&str> = header.trim().split('-').collect();
+    let [version, trace, parent, flags, ..] = *fields.as_slice() else {
+        return false;
+    };
+    let field_count_ok = if version == "00" {
+        fields.len() == 4
+    } else {
+        // Later versions may append fields; the first four keep their meaning.
+        fields.len() >= 4
+    };
+    field_count_ok
+        && lower_hex(version, 2)
+        && version != "ff"
+        && lower_hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && lower_hex(parent, 16)
+        && parent.bytes().any(|b| b != b'0')
+        && lower_hex(flags, 2)
+}
+
+/// Drops an empty `tracestate`, which the SDK writes and W3C says to omit.
+struct OmitEmptyTraceState<'a>(&'a mut dyn Injector);
+
+impl Injector for OmitEmptyTraceState<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if !(key == "tracestate" && value.is_empty()) {
+            self.0.set(key, value);
+        }
+    }
+}
+
+impl TextMapPropagator for StrictTraceContext {
+    fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
+        self.0
+            .inject_context(cx, &mut OmitEmptyTraceState(injector));
+    }
+
+    fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
+        match extractor.get("traceparent") {
+            Some(header) if valid_traceparent(header) => self.0.extract_with_context(cx, extractor),
+            _ => cx.clone(),
+        }
+    }
+
+    fn fields(&self) -> FieldIter<'_> {
+        self.0.fields()
+    }
 }
 
 fn trace_id(hex: &str) -> Option<TraceId> {
@@ -179,6 +243,39 @@ mod tests {
         let span = cx.span();
         let sc = span.span_context().clone();
         sc.is_valid().then_some(sc)
+    }
+
+    #[test]
+    fn traceparent_is_checked_strictly() {
+        let p = StrictTraceContext(TraceContextPropagator::new());
+        let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let sc = extract(&p, &[("traceparent", ok)]).expect("valid traceparent");
+        assert_eq!(sc.span_id().to_string(), "00f067aa0ba902b7");
+        assert!(
+            extract(
+                &p,
+                &[(
+                    "traceparent",
+                    "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what"
+                )]
+            )
+            .is_some()
+        );
+        for bad in [
+            "00-42-1-01",
+            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert!(
+                extract(&p, &[("traceparent", bad), ("tracestate", "a=b")]).is_none(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -13,8 +13,9 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{Layer, Registry};
 
 use crate::config::{
-    BatchSettings, ConfigWarning, ConsoleFormat, EnvSource, ExporterKind, Limits, OtlpOptions,
-    Overrides, Propagator, SamplerConfig, Settings, Signal, TemporalityPreference, signal_index,
+    BatchSettings, ConfigWarning, ConsoleFormat, EnvSource, ExporterKind, HistogramAggregation,
+    Limits, OtlpOptions, Overrides, Propagator, SamplerConfig, Settings, Signal,
+    TemporalityPreference, signal_index,
 };
 use crate::error::{InitError, ShutdownError};
 use crate::export::{self, Providers};
@@ -99,6 +100,12 @@ impl TelemetryBuilder {
     ) -> Self {
         let slot = &mut self.o.signal_otlp[signal_index(signal)];
         *slot = options(std::mem::take(slot));
+        self
+    }
+    /// The default histogram aggregation
+    /// (`OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION`).
+    pub fn histogram_aggregation(mut self, aggregation: HistogramAggregation) -> Self {
+        self.o.histogram_aggregation = Some(aggregation);
         self
     }
     /// The trace sampler (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`).

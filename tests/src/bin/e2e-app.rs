@@ -42,6 +42,7 @@ fn main() {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+        "propagate" => propagate(),
         other => println!("UNKNOWN_SCENARIO {other}"),
     };
     match runtime.as_str() {
@@ -70,6 +71,34 @@ fn main() {
         let r = report.signal(signal);
         println!("COUNTS {signal} {} {}", r.exported, r.lost);
     }
+}
+
+/// Injects the current span with the global propagator (`HEADER name=value` lines), and starts
+/// span `incoming` under the context extracted from `E2E_INCOMING` (`name=value;...`).
+fn propagate() {
+    use lookout::tracing_opentelemetry::OpenTelemetrySpanExt;
+    use std::collections::HashMap;
+
+    let outgoing = info_span!("outgoing");
+    let mut headers = HashMap::new();
+    global::get_text_map_propagator(|p| p.inject_context(&outgoing.context(), &mut headers));
+    let mut names: Vec<_> = headers.into_iter().collect();
+    names.sort();
+    for (name, value) in names {
+        println!("HEADER {name}={value}");
+    }
+    drop(outgoing);
+
+    let incoming: HashMap<String, String> = std::env::var("E2E_INCOMING")
+        .unwrap_or_default()
+        .split(';')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let parent = global::get_text_map_propagator(|p| p.extract(&incoming));
+    let span = info_span!("incoming");
+    let _ = span.set_parent(parent);
+    span.in_scope(|| info!("handled"));
 }
 
 fn tree() {

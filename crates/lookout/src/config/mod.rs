@@ -133,13 +133,15 @@ pub struct BatchSettings {
 }
 
 impl BatchSettings {
-    const SPANS: BatchSettings = BatchSettings {
+    /// The specification's span batch defaults (`OTEL_BSP_*`).
+    pub const SPANS: BatchSettings = BatchSettings {
         max_queue_size: 2048,
         scheduled_delay: Duration::from_millis(5000),
         max_export_batch_size: 512,
         export_timeout: Duration::from_millis(30_000),
     };
-    const LOGS: BatchSettings = BatchSettings {
+    /// The specification's log record batch defaults (`OTEL_BLRP_*`).
+    pub const LOGS: BatchSettings = BatchSettings {
         max_queue_size: 2048,
         scheduled_delay: Duration::from_millis(1000),
         max_export_batch_size: 512,
@@ -164,6 +166,30 @@ pub struct Limits {
     pub link_attribute_count: u32,
 }
 
+impl Default for Limits {
+    /// The specification's defaults: 128 of everything, no value length limit.
+    fn default() -> Self {
+        Limits {
+            span_attribute_value_length: None,
+            span_attribute_count: 128,
+            span_event_count: 128,
+            span_link_count: 128,
+            event_attribute_count: 128,
+            link_attribute_count: 128,
+        }
+    }
+}
+
+/// The default aggregation of histogram instruments
+/// (`OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistogramAggregation {
+    /// Fixed bucket boundaries (the default).
+    ExplicitBuckets,
+    /// Base-2 exponential buckets (160 buckets, scale up to 20).
+    Base2Exponential,
+}
+
 /// Every setting after resolution.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -178,6 +204,7 @@ pub(crate) struct Settings {
     pub(crate) metric_interval: Duration,
     pub(crate) metric_timeout: Duration,
     pub(crate) temporality: TemporalityPreference,
+    pub(crate) histogram_aggregation: HistogramAggregation,
     pub(crate) sampler: SamplerConfig,
     pub(crate) propagators: Vec<Propagator>,
     pub(crate) limits: Limits,
@@ -210,6 +237,7 @@ pub(crate) struct Overrides {
     pub(crate) metric_interval: Option<Duration>,
     pub(crate) metric_timeout: Option<Duration>,
     pub(crate) temporality: Option<TemporalityPreference>,
+    pub(crate) histogram_aggregation: Option<HistogramAggregation>,
     pub(crate) sampler: Option<SamplerConfig>,
     pub(crate) propagators: Option<Vec<Propagator>>,
     pub(crate) limits: Option<Limits>,
@@ -305,6 +333,39 @@ impl Settings {
             })
             .unwrap_or(TemporalityPreference::Cumulative);
 
+        let histogram_aggregation = o
+            .histogram_aggregation
+            .or_else(|| {
+                env.choice(
+                    "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+                    &[
+                        (
+                            "explicit_bucket_histogram",
+                            HistogramAggregation::ExplicitBuckets,
+                        ),
+                        (
+                            "base2_exponential_bucket_histogram",
+                            HistogramAggregation::Base2Exponential,
+                        ),
+                    ],
+                    "explicit_bucket_histogram",
+                )
+            })
+            .unwrap_or(HistogramAggregation::ExplicitBuckets);
+        // Read so a typo is reported; the 0.33 SDK records no exemplars, whatever the filter.
+        let _ = env.choice(
+            "OTEL_METRICS_EXEMPLAR_FILTER",
+            &[("trace_based", ()), ("always_on", ()), ("always_off", ())],
+            "trace_based",
+        );
+        if env.raw("OTEL_CONFIG_FILE").is_some() {
+            env.warn(
+                "OTEL_CONFIG_FILE",
+                "declarative configuration files are not supported yet; it is ignored and the \
+                 environment and builder settings are used",
+            );
+        }
+
         let sampler = match o.sampler {
             Some(s) => {
                 if let SamplerConfig::TraceIdRatio(r) | SamplerConfig::ParentBasedTraceIdRatio(r) =
@@ -377,6 +438,7 @@ impl Settings {
             metric_interval,
             metric_timeout,
             temporality,
+            histogram_aggregation,
             sampler,
             propagators,
             limits,
@@ -626,6 +688,29 @@ mod tests {
         );
         assert_eq!(s.exporters, [ExporterKind::Otlp; 3]);
         assert_eq!(s.shutdown_timeout, Duration::from_secs(5));
+        assert_eq!(s.limits, Limits::default());
+        assert_eq!(
+            s.histogram_aggregation,
+            HistogramAggregation::ExplicitBuckets
+        );
+    }
+
+    #[test]
+    fn exemplar_filter_and_config_file_are_read_and_reported() {
+        let (s, w) = resolve(&[
+            ("OTEL_METRICS_EXEMPLAR_FILTER", "sometimes"),
+            ("OTEL_CONFIG_FILE", "/etc/otel.yaml"),
+            (
+                "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+                "base2_exponential_bucket_histogram",
+            ),
+        ]);
+        assert_eq!(
+            s.histogram_aggregation,
+            HistogramAggregation::Base2Exponential
+        );
+        let vars: Vec<&str> = w.iter().map(|w| w.variable.as_str()).collect();
+        assert_eq!(vars, ["OTEL_METRICS_EXEMPLAR_FILTER", "OTEL_CONFIG_FILE"]);
     }
 
     #[test]

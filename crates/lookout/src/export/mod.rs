@@ -10,14 +10,16 @@ use std::time::Duration;
 
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{BatchLogProcessor, LogExporter, SdkLoggerProvider};
-use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+use opentelemetry_sdk::metrics::{
+    Aggregation, Instrument, InstrumentKind, PeriodicReader, SdkMeterProvider, Stream, Temporality,
+};
 use opentelemetry_sdk::trace::{
     BatchSpanProcessor, Sampler, SdkTracerProvider, SpanExporter, SpanLimits,
 };
 
 use crate::config::{
-    BatchSettings, ExporterKind, OtlpSettings, SamplerConfig, Settings, Signal,
-    TemporalityPreference, signal_index,
+    BatchSettings, ExporterKind, HistogramAggregation, OtlpSettings, SamplerConfig, Settings,
+    Signal, TemporalityPreference, signal_index,
 };
 use crate::error::InitError;
 use counted::{Counted, LogIntake, SpanIntake};
@@ -171,7 +173,23 @@ fn meter_provider(
         TemporalityPreference::Delta => Temporality::Delta,
         TemporalityPreference::LowMemory => Temporality::LowMemory,
     };
-    let builder = SdkMeterProvider::builder().with_resource(resource.clone());
+    let mut builder = SdkMeterProvider::builder().with_resource(resource.clone());
+    if settings.histogram_aggregation == HistogramAggregation::Base2Exponential {
+        builder = builder.with_view(|i: &Instrument| {
+            (i.kind() == InstrumentKind::Histogram)
+                .then(|| {
+                    Stream::builder()
+                        .with_aggregation(Aggregation::Base2ExponentialHistogram {
+                            max_size: 160,
+                            max_scale: 20,
+                            record_min_max: true,
+                        })
+                        .build()
+                        .ok()
+                })
+                .flatten()
+        });
+    }
     let wrap = Wrap {
         signal: Signal::Metrics,
         destination: destination(kind, otlp),

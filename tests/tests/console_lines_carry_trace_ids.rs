@@ -1,0 +1,82 @@
+//! Every console line of an event inside a span carries the ids the collector received.
+
+use std::time::Duration;
+
+use lookout_e2e::run;
+use lookout_testing::Collector;
+
+#[test]
+fn json_console_lines_match_the_exported_span() {
+    let collector = Collector::start().expect("collector starts");
+    let app = run(
+        &env!("CARGO_BIN_EXE_e2e-app").into(),
+        &["tree"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint()),
+            ("LOOKOUT_CONSOLE", "json"),
+        ],
+    );
+    assert_eq!(app.result(), Some("ok"), "{}", app.stdout);
+    let lines: Vec<serde_json::Value> = app
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("each console line is one JSON object"))
+        .collect();
+    let line = |message: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"] == message)
+            .unwrap_or_else(|| panic!("no console line {message:?} in {}", app.stdout))
+    };
+    let r = collector
+        .wait_for(Duration::from_secs(20), |r| r.spans.len() >= 3)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let root = r.span("checkout").expect("root");
+    let query = r.span("db.query").expect("grandchild");
+
+    let started = line("checkout started");
+    assert_eq!(started["trace_id"], root.trace_id.as_str());
+    assert_eq!(started["span_id"], root.span_id.as_str());
+    assert_eq!(started["level"], "INFO");
+    assert_eq!(started["step"], 1);
+    let slow = line("slow query");
+    assert_eq!(slow["span_id"], query.span_id.as_str());
+    assert_eq!(
+        slow["spans"],
+        serde_json::json!(["checkout", "reserve", "db.query"])
+    );
+    assert_eq!(slow["table"], "stock");
+}
+
+#[test]
+fn compact_console_lines_end_with_the_ids() {
+    let app = run(
+        &env!("CARGO_BIN_EXE_e2e-app").into(),
+        &["tree"],
+        &[
+            ("LOOKOUT_CONSOLE", "compact"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+            ("OTEL_LOGS_EXPORTER", "none"),
+        ],
+    );
+    let line = app
+        .stdout
+        .lines()
+        .find(|l| l.contains("checkout started"))
+        .unwrap_or_else(|| panic!("{}", app.stdout));
+    let ids: Vec<&str> = line.split_whitespace().rev().take(2).collect();
+    assert!(
+        ids[0].starts_with("span_id=") && ids[0].len() == "span_id=".len() + 16,
+        "{line}"
+    );
+    assert!(
+        ids[1].starts_with("trace_id=") && ids[1].len() == "trace_id=".len() + 32,
+        "{line}"
+    );
+    assert!(
+        !line.contains('\u{1b}'),
+        "no colour when not a terminal: {line}"
+    );
+}
