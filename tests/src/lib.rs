@@ -33,6 +33,19 @@ impl Run {
         })
     }
 
+    /// `(exports ok, exports failed, last error state)` of traces from `lookout::stats()`, read
+    /// before shutdown.
+    pub fn trace_stats(&self) -> Option<(u64, u64, String)> {
+        self.stdout.lines().find_map(|l| {
+            let mut parts = l.strip_prefix("STATS traces ")?.split_whitespace();
+            Some((
+                parts.next()?.parse().ok()?,
+                parts.next()?.parse().ok()?,
+                parts.next()?.to_owned(),
+            ))
+        })
+    }
+
     /// Variables the program reported warnings for.
     pub fn warnings(&self) -> Vec<&str> {
         self.stdout

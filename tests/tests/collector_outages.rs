@@ -49,8 +49,16 @@ fn a_collector_that_starts_after_the_program_still_gets_later_spans() {
     assert_eq!(failures, 1, "the outage is reported once:\n{all}");
     assert!(all.contains("exporting traces works again"), "{all}");
 
-    let last_tick = "RESULT";
-    assert!(all.contains(last_tick), "{all}");
+    assert!(all.contains("RESULT"), "{all}");
+    // lookout::stats() saw both the failures and the recovery.
+    let stats = all
+        .lines()
+        .find_map(|l| l.strip_prefix("STATS traces "))
+        .expect("stats line");
+    let parts: Vec<&str> = stats.split_whitespace().collect();
+    let (ok, failed): (u64, u64) = (parts[0].parse().expect("n"), parts[1].parse().expect("n"));
+    assert!(ok >= 1 && failed >= 1, "{stats}");
+    assert_eq!(parts[2], "resolved", "{stats}");
     let r = collector
         .wait_for(Duration::from_secs(20), |r| {
             r.spans
@@ -86,6 +94,13 @@ fn a_refused_connection_makes_shutdown_report_the_loss() {
         assert_eq!(app.counts("traces"), Some((0, 3)), "{}", app.stdout);
         assert_eq!(app.counts("logs"), Some((0, 3)), "{}", app.stdout);
         assert_eq!(app.counts("metrics"), Some((0, 2)), "{}", app.stdout);
+        let (ok, failed, last) = app.trace_stats().expect("stats");
+        // Spans are still queued when stats are read; nothing has succeeded either way.
+        assert_eq!(ok, 0);
+        assert!(
+            matches!(last.as_str(), "none" | "unresolved"),
+            "{last} after {failed} failures"
+        );
     }
 }
 

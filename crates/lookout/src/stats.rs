@@ -1,7 +1,7 @@
 //! The pipeline's own counters: what was exported, what failed, what was lost.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::SystemTime;
 
 use crate::config::{Signal, signal_index};
@@ -16,6 +16,19 @@ pub(crate) struct SignalCounters {
     pub(crate) failed: AtomicU64,
     pub(crate) exports_ok: AtomicU64,
     pub(crate) exports_failed: AtomicU64,
+    /// Whether the last export failed.
+    failing: AtomicBool,
+}
+
+/// What an export's outcome changed, so each change is said once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Transition {
+    /// Same state as before.
+    None,
+    /// The first failure after a success (or at start).
+    StartedFailing,
+    /// The first success after failures.
+    Recovered,
 }
 
 impl SignalCounters {
@@ -26,6 +39,7 @@ impl SignalCounters {
             failed: AtomicU64::new(0),
             exports_ok: AtomicU64::new(0),
             exports_failed: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
         }
     }
 }
@@ -36,57 +50,60 @@ pub(crate) struct Counters {
     last_error: Mutex<Option<LastError>>,
 }
 
-pub(crate) static COUNTERS: Counters = Counters {
-    signals: [
-        SignalCounters::new(),
-        SignalCounters::new(),
-        SignalCounters::new(),
-    ],
-    last_error: Mutex::new(None),
-};
+pub(crate) static COUNTERS: Counters = Counters::new();
 
 impl Counters {
+    const fn new() -> Self {
+        Counters {
+            signals: [
+                SignalCounters::new(),
+                SignalCounters::new(),
+                SignalCounters::new(),
+            ],
+            last_error: Mutex::new(None),
+        }
+    }
+
     pub(crate) fn signal(&self, signal: Signal) -> &SignalCounters {
         &self.signals[signal_index(signal)]
     }
 
-    /// Records an export's outcome. Returns true when this failure follows a success (or is the
-    /// first), so the caller says so once instead of on every failed batch.
-    pub(crate) fn record_export(&self, signal: Signal, items: u64, error: Option<String>) -> bool {
+    /// Records an export's outcome and says whether it changed the signal's state.
+    pub(crate) fn record_export(
+        &self,
+        signal: Signal,
+        items: u64,
+        error: Option<String>,
+    ) -> Transition {
         let c = self.signal(signal);
+        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
         match error {
             None => {
                 c.exported.fetch_add(items, Relaxed);
                 c.exports_ok.fetch_add(1, Relaxed);
-                false
+                if !c.failing.swap(false, Relaxed) {
+                    return Transition::None;
+                }
+                if let Some(l) = last.as_mut().filter(|l| l.signal == signal) {
+                    l.resolved = true;
+                }
+                Transition::Recovered
             }
             Some(message) => {
                 c.failed.fetch_add(items, Relaxed);
                 c.exports_failed.fetch_add(1, Relaxed);
-                let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
-                let first_in_a_row = last
-                    .as_ref()
-                    .is_none_or(|l| l.signal != signal || l.resolved);
                 *last = Some(LastError {
                     signal,
                     message,
                     at: SystemTime::now(),
                     resolved: false,
                 });
-                first_in_a_row
+                if c.failing.swap(true, Relaxed) {
+                    Transition::None
+                } else {
+                    Transition::StartedFailing
+                }
             }
-        }
-    }
-
-    /// Marks the last error of `signal` as resolved; true when it was unresolved.
-    pub(crate) fn record_recovery(&self, signal: Signal) -> bool {
-        let mut last = self.last_error.lock().unwrap_or_else(|e| e.into_inner());
-        match last.as_mut() {
-            Some(l) if l.signal == signal && !l.resolved => {
-                l.resolved = true;
-                true
-            }
-            _ => false,
         }
     }
 
@@ -167,4 +184,46 @@ pub struct LastError {
 /// the last error. Health checks and dashboards build on this.
 pub fn stats() -> Stats {
     COUNTERS.snapshot()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_of_failures_is_announced_once_and_recovery_once() {
+        use Transition::*;
+        let c = Counters::new();
+        let fail = |s, n| c.record_export(s, n, Some("refused".into()));
+        assert_eq!(fail(Signal::Traces, 5), StartedFailing);
+        assert_eq!(fail(Signal::Logs, 1), StartedFailing);
+        assert_eq!(
+            fail(Signal::Traces, 5),
+            None,
+            "interleaved signals do not repeat it"
+        );
+        assert_eq!(c.record_export(Signal::Traces, 7, Option::None), Recovered);
+        assert_eq!(c.record_export(Signal::Traces, 0, Option::None), None);
+        assert_eq!(
+            c.record_export(Signal::Traces, 1, Some("again".into())),
+            StartedFailing
+        );
+
+        c.signal(Signal::Traces).accepted.fetch_add(20, Relaxed);
+        let s = c.snapshot();
+        assert_eq!(
+            s.traces,
+            SignalStats {
+                accepted: 20,
+                exported: 7,
+                failed: 11,
+                unexported: 2,
+                exports_ok: 2,
+                exports_failed: 3,
+            }
+        );
+        let last = s.last_error.expect("last error");
+        assert_eq!((last.message.as_str(), last.resolved), ("again", false));
+        assert_eq!(s.logs.exports_failed, 1);
+    }
 }

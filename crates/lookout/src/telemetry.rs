@@ -8,7 +8,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::filter::{EnvFilter, filter_fn};
+use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{Layer, Registry};
 
@@ -45,6 +45,32 @@ fn is_internal(target: &str) -> bool {
             .strip_prefix(t)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
     })
+}
+
+/// Keeps [`INTERNAL_TARGETS`] out of the export layers. Decided once per callsite, so tracing
+/// caches it and the span/event hot path pays nothing.
+#[derive(Debug, Clone, Copy)]
+struct NotInternal;
+
+impl<S> tracing_subscriber::layer::Filter<S> for NotInternal {
+    fn enabled(
+        &self,
+        meta: &tracing::Metadata<'_>,
+        _: &tracing_subscriber::layer::Context<'_, S>,
+    ) -> bool {
+        !is_internal(meta.target())
+    }
+
+    fn callsite_enabled(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing_core::Interest {
+        if is_internal(meta.target()) {
+            tracing_core::Interest::never()
+        } else {
+            tracing_core::Interest::always()
+        }
+    }
 }
 
 /// Configures and starts telemetry. Every setting has an environment twin (see the crate docs);
@@ -236,16 +262,16 @@ impl TelemetryBuilder {
                     .with_location(self.span_location)
                     .with_threads(self.span_threads)
                     .with_tracked_inactivity(self.span_busy_idle)
-                    .with_filter(filter_fn(|m| !is_internal(m.target())))
+                    .with_filter(NotInternal)
             }))
             .with(
                 tracer_enabled
                     .then_some(crate::u64_fields::U64Fields)
-                    .with_filter(filter_fn(|m| !is_internal(m.target()))),
+                    .with_filter(NotInternal),
             )
             .with(logger.as_ref().map(|lp| {
                 opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(lp)
-                    .with_filter(filter_fn(|m| !is_internal(m.target())))
+                    .with_filter(NotInternal)
             }));
         tracing::subscriber::set_global_default(subscriber)
             .map_err(|_| InitError::AlreadyInitialized)?;

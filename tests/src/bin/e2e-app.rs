@@ -2,7 +2,8 @@
 //!
 //! A small instrumented program configured only through the environment, as a service would be.
 //! The end-to-end tests run it against a real collector. It prints machine-readable lines:
-//! `WARNING <variable>`, `TICK <i>`, and at the end `RESULT ok|deadline|lost <report>` and
+//! `WARNING <variable>`, `TICK <i>`, `STATS traces <exports ok> <exports failed> <last error>`
+//! (from `lookout::stats()`), and at the end `RESULT ok|deadline|lost <report>` and
 //! `COUNTS <signal> <exported> <lost>` for each signal.
 
 use std::time::Duration;
@@ -58,6 +59,17 @@ fn main() {
             .block_on(async { work() }),
         _ => work(),
     }
+
+    let stats = lookout::stats();
+    let last_error = match &stats.last_error {
+        None => "none",
+        Some(e) if e.resolved => "resolved",
+        Some(_) => "unresolved",
+    };
+    println!(
+        "STATS traces {} {} {last_error}",
+        stats.traces.exports_ok, stats.traces.exports_failed
+    );
 
     let (word, report) = match telemetry.shutdown() {
         Ok(r) => ("ok", r),

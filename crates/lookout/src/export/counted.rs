@@ -17,7 +17,7 @@ use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 
 use super::runtime::ExportRuntime;
 use crate::config::Signal;
-use crate::stats::COUNTERS;
+use crate::stats::{COUNTERS, Transition};
 
 /// Wraps one signal's exporter.
 #[derive(Debug)]
@@ -53,24 +53,23 @@ impl<E> Counted<E> {
     ) -> OTelSdkResult {
         let result = self.runtime.run(self.timeout, export).await;
         let error = result.as_ref().err().map(ToString::to_string);
-        let failed = error.is_some();
-        if COUNTERS.record_export(self.signal, items, error.clone()) {
-            tracing::warn!(
+        match COUNTERS.record_export(self.signal, items, error.clone()) {
+            Transition::StartedFailing => tracing::warn!(
                 target: "lookout::export",
                 signal = %self.signal,
                 destination = %self.destination,
                 error = error.as_deref().unwrap_or_default(),
                 "exporting {} failed; data is dropped (and counted in lookout::stats()) until the destination is reachable",
                 self.signal,
-            );
-        } else if !failed && COUNTERS.record_recovery(self.signal) {
-            tracing::info!(
+            ),
+            Transition::Recovered => tracing::info!(
                 target: "lookout::export",
                 signal = %self.signal,
                 destination = %self.destination,
                 "exporting {} works again",
                 self.signal,
-            );
+            ),
+            Transition::None => {}
         }
         result
     }
