@@ -231,9 +231,6 @@ impl TelemetryBuilder {
     /// Needs no async runtime: exports run on lookout's own thread.
     pub fn init(self) -> Result<Telemetry, InitError> {
         let (settings, warnings) = Settings::resolve(&self.o, &self.env)?;
-        opentelemetry::global::set_text_map_propagator(crate::propagation::composite(
-            &settings.propagators,
-        ));
 
         let filter = EnvFilter::builder()
             .parse(&settings.filter)
@@ -276,6 +273,9 @@ impl TelemetryBuilder {
         tracing::subscriber::set_global_default(subscriber)
             .map_err(|_| InitError::AlreadyInitialized)?;
 
+        opentelemetry::global::set_text_map_propagator(crate::propagation::composite(
+            &settings.propagators,
+        ));
         if let Some(p) = &providers {
             if let Some(tp) = &p.tracer {
                 opentelemetry::global::set_tracer_provider(tp.clone());
@@ -297,6 +297,13 @@ impl TelemetryBuilder {
             }),
             shutdown_timeout: settings.shutdown_timeout,
             warnings,
+            destinations: Signal::ALL.map(|s| {
+                if settings.disabled {
+                    "disabled".to_owned()
+                } else {
+                    settings.destination(s)
+                }
+            }),
         })
     }
 }
@@ -306,23 +313,11 @@ fn log_start(settings: &Settings) {
         tracing::info!(target: "lookout", "telemetry export disabled (OTEL_SDK_DISABLED)");
         return;
     }
-    let describe = |signal: Signal| {
-        let i = signal_index(signal);
-        match settings.exporters[i] {
-            ExporterKind::Otlp => format!(
-                "{} ({})",
-                settings.otlp[i].endpoint,
-                settings.otlp[i].protocol.as_str()
-            ),
-            ExporterKind::Console => "console".to_owned(),
-            ExporterKind::None => "none".to_owned(),
-        }
-    };
     tracing::info!(
         target: "lookout",
-        traces = %describe(Signal::Traces),
-        metrics = %describe(Signal::Metrics),
-        logs = %describe(Signal::Logs),
+        traces = %settings.destination(Signal::Traces),
+        metrics = %settings.destination(Signal::Metrics),
+        logs = %settings.destination(Signal::Logs),
         "telemetry started"
     );
 }
@@ -336,11 +331,27 @@ struct State {
 /// The running pipeline. Keep it until the end of `main`: [`shutdown`](Self::shutdown) (or
 /// dropping it) flushes every signal within the shutdown deadline.
 #[must_use = "dropping the guard shuts telemetry down at once; keep it until the end of main"]
-#[derive(Debug)]
 pub struct Telemetry {
     state: Mutex<State>,
     shutdown_timeout: Duration,
     warnings: Vec<ConfigWarning>,
+    /// Where each signal goes, for `Debug` (never with header values).
+    destinations: [String; 3],
+}
+
+impl fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.lock();
+        let running = state.providers.is_some();
+        f.debug_struct("Telemetry")
+            .field("traces", &self.destinations[0])
+            .field("metrics", &self.destinations[1])
+            .field("logs", &self.destinations[2])
+            .field("running", &running)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("warnings", &self.warnings.len())
+            .finish()
+    }
 }
 
 impl Telemetry {

@@ -214,6 +214,22 @@ pub(crate) struct Settings {
     pub(crate) shutdown_timeout: Duration,
 }
 
+impl Settings {
+    /// Where `signal` goes, for messages: `http://host:4318/v1/traces (http/protobuf)`.
+    pub(crate) fn destination(&self, signal: Signal) -> String {
+        let i = signal_index(signal);
+        match self.exporters[i] {
+            ExporterKind::Otlp => format!(
+                "{} ({})",
+                self.otlp[i].endpoint,
+                self.otlp[i].protocol.as_str()
+            ),
+            ExporterKind::Console => "stdout".to_owned(),
+            ExporterKind::None => "none".to_owned(),
+        }
+    }
+}
+
 pub(crate) fn signal_index(signal: Signal) -> usize {
     match signal {
         Signal::Traces => 0,

@@ -72,14 +72,6 @@ fn exporter_of(settings: &Settings, signal: Signal) -> (ExporterKind, &OtlpSetti
     (settings.exporters[i], &settings.otlp[i])
 }
 
-fn destination(kind: ExporterKind, otlp: &OtlpSettings) -> String {
-    match kind {
-        ExporterKind::Otlp => format!("{} ({})", otlp.endpoint, otlp.protocol.as_str()),
-        ExporterKind::Console => "stdout".to_owned(),
-        ExporterKind::None => "none".to_owned(),
-    }
-}
-
 fn tracer_provider(
     settings: &Settings,
     resource: &Resource,
@@ -100,7 +92,7 @@ fn tracer_provider(
     let batch = &settings.span_batch;
     let wrap = Wrap {
         signal: Signal::Traces,
-        destination: destination(kind, otlp),
+        destination: settings.destination(Signal::Traces),
         timeout: batch.export_timeout,
         runtime,
     };
@@ -192,7 +184,7 @@ fn meter_provider(
     }
     let wrap = Wrap {
         signal: Signal::Metrics,
-        destination: destination(kind, otlp),
+        destination: settings.destination(Signal::Metrics),
         timeout: settings.metric_timeout,
         runtime,
     };
@@ -227,7 +219,7 @@ fn logger_provider(
     let batch = &settings.log_batch;
     let wrap = Wrap {
         signal: Signal::Logs,
-        destination: destination(kind, otlp),
+        destination: settings.destination(Signal::Logs),
         timeout: batch.export_timeout,
         runtime,
     };
