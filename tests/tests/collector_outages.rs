@@ -79,7 +79,14 @@ fn a_collector_that_starts_after_the_program_still_gets_later_spans() {
 #[test]
 fn a_refused_connection_makes_shutdown_report_the_loss() {
     let port = free_port().to_string();
-    for protocol in ["grpc", "http/protobuf"] {
+    // tonic inside a current_thread runtime is the case where opentelemetry-rust alone blocks
+    // shutdown for its full 5 s and loses the report (#2715).
+    for (protocol, runtime) in [
+        ("grpc", "none"),
+        ("grpc", "current"),
+        ("http/protobuf", "none"),
+        ("http/protobuf", "current"),
+    ] {
         let endpoint = format!("http://127.0.0.1:{port}");
         let app = run(
             &env!("CARGO_BIN_EXE_e2e-app").into(),
@@ -87,10 +94,16 @@ fn a_refused_connection_makes_shutdown_report_the_loss() {
             &[
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
                 ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+                ("E2E_RUNTIME", runtime),
             ],
         );
         assert_eq!(app.code, Some(0), "the program itself is unaffected");
-        assert_eq!(app.result(), Some("lost"), "{protocol}: {}", app.stdout);
+        assert_eq!(
+            app.result(),
+            Some("lost"),
+            "{protocol} {runtime}: {}",
+            app.stdout
+        );
         assert_eq!(app.counts("traces"), Some((0, 3)), "{}", app.stdout);
         assert_eq!(app.counts("logs"), Some((0, 3)), "{}", app.stdout);
         assert_eq!(app.counts("metrics"), Some((0, 2)), "{}", app.stdout);

@@ -80,3 +80,33 @@ fn compact_console_lines_end_with_the_ids() {
         "no colour when not a terminal: {line}"
     );
 }
+
+#[test]
+fn pretty_console_shows_events_with_ids_and_span_closings() {
+    let app = run(
+        &env!("CARGO_BIN_EXE_e2e-app").into(),
+        &["tree"],
+        &[
+            ("LOOKOUT_CONSOLE", "pretty"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+            ("OTEL_LOGS_EXPORTER", "none"),
+        ],
+    );
+    assert_eq!(app.result(), Some("ok"), "{}", app.stdout);
+    let event = app
+        .stdout
+        .split("\n\n")
+        .find(|block| block.contains("checkout started"))
+        .unwrap_or_else(|| panic!("{}", app.stdout));
+    assert!(event.contains("trace_id="), "{event}");
+    assert!(
+        event.contains("in e2e_app::checkout"),
+        "pretty shows the span scope: {event}"
+    );
+    assert!(
+        app.stdout.contains("close"),
+        "span closings are shown: {}",
+        app.stdout
+    );
+}

@@ -12,9 +12,26 @@ use lookout::opentelemetry::{KeyValue, global};
 use tracing::{info, info_span, warn};
 
 fn main() {
+    // Like `#[tokio::main]`: the whole program, init and shutdown included, runs inside the
+    // runtime when one is asked for.
+    match std::env::var("E2E_RUNTIME").as_deref() {
+        Ok("current") => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async { program() }),
+        Ok("multi") => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async { program() }),
+        _ => program(),
+    }
+}
+
+fn program() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let scenario = args.first().map(String::as_str).unwrap_or("tree");
-    let runtime = std::env::var("E2E_RUNTIME").unwrap_or_else(|_| "none".into());
 
     let telemetry = match lookout::init() {
         Ok(t) => t,
@@ -27,7 +44,7 @@ fn main() {
         println!("WARNING {}", w.variable);
     }
 
-    let work = || match scenario {
+    match scenario {
         "tree" => tree(),
         "spans" => {
             let n: u64 = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(100);
@@ -37,27 +54,16 @@ fn main() {
         }
         "trickle" => {
             let n: u64 = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(50);
+            let ticks = global::meter("e2e").u64_counter("e2e.ticks").build();
             for i in 0..n {
                 info_span!("tick", index = i).in_scope(|| {});
+                ticks.add(1, &[]);
                 println!("TICK {i}");
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
         "propagate" => propagate(),
         other => println!("UNKNOWN_SCENARIO {other}"),
-    };
-    match runtime.as_str() {
-        "current" => tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(async { work() }),
-        "multi" => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .expect("runtime")
-            .block_on(async { work() }),
-        _ => work(),
     }
 
     let stats = lookout::stats();
