@@ -250,26 +250,24 @@ impl TelemetryBuilder {
             .map(|tp| tp.tracer("lookout"));
         let logger = providers.as_ref().and_then(|p| p.logger.clone());
         let tracer_enabled = tracer.is_some();
+        // The export layers share one filter: per-layer filters cost bookkeeping on every span.
+        let span_layer = tracer.map(|tracer| {
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_location(self.span_location)
+                .with_threads(self.span_threads)
+                .with_tracked_inactivity(self.span_busy_idle)
+        });
+        let u64_fix = tracer_enabled.then_some(crate::u64_fields::U64Fields);
+        let log_layer = logger
+            .as_ref()
+            .map(opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new);
+        let export_layers = Layer::and_then(Layer::and_then(span_layer, u64_fix), log_layer)
+            .with_filter(NotInternal);
         let subscriber = Registry::default()
             .with(filter)
             .with(console)
-            .with(tracer.map(|tracer| {
-                tracing_opentelemetry::layer()
-                    .with_tracer(tracer)
-                    .with_location(self.span_location)
-                    .with_threads(self.span_threads)
-                    .with_tracked_inactivity(self.span_busy_idle)
-                    .with_filter(NotInternal)
-            }))
-            .with(
-                tracer_enabled
-                    .then_some(crate::u64_fields::U64Fields)
-                    .with_filter(NotInternal),
-            )
-            .with(logger.as_ref().map(|lp| {
-                opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new(lp)
-                    .with_filter(NotInternal)
-            }));
+            .with(export_layers);
         tracing::subscriber::set_global_default(subscriber)
             .map_err(|_| InitError::AlreadyInitialized)?;
 
