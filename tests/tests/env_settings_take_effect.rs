@@ -130,3 +130,30 @@ fn metrics_are_exported_at_the_configured_interval() {
         "cumulative: {values:?}"
     );
 }
+
+#[test]
+fn console_exporters_print_every_signal_to_stdout() {
+    let app = run(
+        &env!("CARGO_BIN_EXE_e2e-app").into(),
+        &["tree"],
+        &[
+            ("OTEL_TRACES_EXPORTER", "console"),
+            ("OTEL_METRICS_EXPORTER", "console"),
+            ("OTEL_LOGS_EXPORTER", "console"),
+        ],
+    );
+    assert_eq!(app.result(), Some("ok"), "{}", app.stdout);
+    assert_eq!(app.counts("traces"), Some((3, 0)));
+    assert_eq!(app.counts("logs"), Some((3, 0)));
+    assert_eq!(app.counts("metrics"), Some((2, 0)));
+    let name_lines = |name: &str| {
+        app.stdout
+            .lines()
+            .filter(|l| l.trim_start().starts_with("Name") && l.trim_end().ends_with(name))
+            .count()
+    };
+    assert_eq!(name_lines(": checkout"), 1, "{}", app.stdout);
+    assert_eq!(name_lines(": db.query"), 1, "{}", app.stdout);
+    assert_eq!(name_lines(": e2e.requests"), 1, "{}", app.stdout);
+    assert!(app.stdout.contains("\"slow query\""), "{}", app.stdout);
+}

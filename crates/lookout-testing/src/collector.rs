@@ -311,6 +311,8 @@ pub struct Span {
     pub status_code: String,
     /// Span attributes.
     pub attributes: Attributes,
+    /// Names of the span's events, in order.
+    pub events: Vec<String>,
     /// The resource it came with.
     pub resource: Attributes,
 }
@@ -383,6 +385,7 @@ enum Section {
     ItemAttributes,
     Descriptor,
     PointAttributes,
+    Event,
     Other,
 }
 
@@ -450,6 +453,11 @@ fn parse(lines: &[String]) -> Received {
             section = Section::ItemAttributes;
         } else if trimmed.starts_with("Events:") || trimmed.starts_with("Links:") {
             section = Section::Other;
+        } else if trimmed.starts_with("SpanEvent #") {
+            if let Some(s) = out.spans.last_mut() {
+                s.events.push(String::new());
+            }
+            section = Section::Event;
         } else if let Some(kv) = line.strip_prefix("     -> ") {
             let Some((key, value)) = kv.split_once(": ") else {
                 continue;
@@ -472,6 +480,11 @@ fn parse(lines: &[String]) -> Received {
                 (Section::PointAttributes, Item::Metric) => {
                     if let Some(p) = out.metrics.last_mut() {
                         p.attributes.insert(key, value);
+                    }
+                }
+                (Section::Event, Item::Span) if key == "Name" => {
+                    if let Some(name) = out.spans.last_mut().and_then(|s| s.events.last_mut()) {
+                        *name = kv[6..].trim().to_owned();
                     }
                 }
                 (Section::Descriptor, Item::Metric) => match key.as_str() {

@@ -62,6 +62,14 @@ fn program() {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+        "chatty" => {
+            let n: u64 = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(1000);
+            info_span!("chatty").in_scope(|| {
+                for i in 0..n {
+                    info!(i, "step");
+                }
+            });
+        }
         "propagate" => propagate(),
         other => println!("UNKNOWN_SCENARIO {other}"),
     }
