@@ -60,3 +60,21 @@ fn a_full_queue_drops_and_counts_instead_of_blocking() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.spans.len() as u64, exported);
 }
+
+#[test]
+fn dropping_the_guard_flushes_like_shutdown() {
+    let collector = Collector::start().expect("collector starts");
+    let app = run(
+        &env!("CARGO_BIN_EXE_e2e-app").into(),
+        &["spans", "300"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint()),
+            ("E2E_DROP_GUARD", "1"),
+        ],
+    );
+    assert!(app.stdout.contains("DROPPED"), "{}", app.stdout);
+    assert_eq!(app.result(), None, "no explicit shutdown ran");
+    collector
+        .wait_for(Duration::from_secs(20), |r| r.spans.len() >= 300)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
