@@ -4,6 +4,13 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+/// Variables that turn every exporter off, for tests that only look at the program's own output.
+pub const NO_EXPORT: [(&str, &str); 3] = [
+    ("OTEL_TRACES_EXPORTER", "none"),
+    ("OTEL_METRICS_EXPORTER", "none"),
+    ("OTEL_LOGS_EXPORTER", "none"),
+];
+
 /// What one run of `e2e-app` printed.
 #[derive(Debug)]
 pub struct Run {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lookout_e2e::run;
+use lookout_e2e::{NO_EXPORT, run};
 use lookout_testing::Collector;
 
 #[test]
@@ -56,9 +56,9 @@ fn compact_console_lines_end_with_the_ids() {
         &["tree"],
         &[
             ("LOOKOUT_CONSOLE", "compact"),
-            ("OTEL_TRACES_EXPORTER", "none"),
-            ("OTEL_METRICS_EXPORTER", "none"),
-            ("OTEL_LOGS_EXPORTER", "none"),
+            NO_EXPORT[0],
+            NO_EXPORT[1],
+            NO_EXPORT[2],
         ],
     );
     let line = app
@@ -88,9 +88,9 @@ fn pretty_console_shows_events_with_ids_and_span_closings() {
         &["tree"],
         &[
             ("LOOKOUT_CONSOLE", "pretty"),
-            ("OTEL_TRACES_EXPORTER", "none"),
-            ("OTEL_METRICS_EXPORTER", "none"),
-            ("OTEL_LOGS_EXPORTER", "none"),
+            NO_EXPORT[0],
+            NO_EXPORT[1],
+            NO_EXPORT[2],
         ],
     );
     assert_eq!(app.result(), Some("ok"), "{}", app.stdout);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use lookout_e2e::run;
+use lookout_e2e::{NO_EXPORT, run};
 use lookout_testing::Collector;
 
 #[test]
@@ -74,9 +74,9 @@ fn an_invalid_endpoint_in_env_warns_and_uses_the_default() {
         &["spans", "1"],
         &[
             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "not a url"),
-            ("OTEL_TRACES_EXPORTER", "none"),
-            ("OTEL_METRICS_EXPORTER", "none"),
-            ("OTEL_LOGS_EXPORTER", "none"),
+            NO_EXPORT[0],
+            NO_EXPORT[1],
+            NO_EXPORT[2],
         ],
     );
     assert_eq!(app.warnings(), ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]);

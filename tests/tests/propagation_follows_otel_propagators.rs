@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use lookout_e2e::run;
+use lookout_e2e::{NO_EXPORT, run};
 use lookout_testing::Collector;
 
 fn headers(propagators: &str) -> Vec<String> {
@@ -12,9 +12,9 @@ fn headers(propagators: &str) -> Vec<String> {
         &["propagate"],
         &[
             ("OTEL_PROPAGATORS", propagators),
-            ("OTEL_TRACES_EXPORTER", "none"),
-            ("OTEL_METRICS_EXPORTER", "none"),
-            ("OTEL_LOGS_EXPORTER", "none"),
+            NO_EXPORT[0],
+            NO_EXPORT[1],
+            NO_EXPORT[2],
         ],
     );
     assert_eq!(app.result(), Some("ok"), "{}", app.stdout);

@@ -16,10 +16,23 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use lookout::opentelemetry::trace::TracerProvider as _;
-use lookout::opentelemetry_sdk::trace::SdkTracerProvider;
+use lookout::opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use lookout::{ConsoleFormat, ExporterKind, Signal};
+use tracing_opentelemetry::OpenTelemetryLayer;
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt;
+
+/// tracing-opentelemetry's layer with its optional per-span attributes off.
+fn lean_layer<S>(provider: &SdkTracerProvider) -> OpenTelemetryLayer<S, SdkTracer>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("bench"))
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+}
 
 fn one_span() {
     tracing::info_span!("work", id = 7_i64).in_scope(|| black_box(1));
@@ -35,38 +48,20 @@ fn spans(c: &mut Criterion) {
         group.bench_function("tracing_opentelemetry_defaults", |b| b.iter(one_span));
     });
 
-    let lean = tracing_subscriber::registry().with(
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("bench"))
-            .with_location(false)
-            .with_threads(false)
-            .with_tracked_inactivity(false),
-    );
+    let lean = tracing_subscriber::registry().with(lean_layer(&provider));
     tracing::subscriber::with_default(lean, || {
         group.bench_function("tracing_opentelemetry_lean", |b| b.iter(one_span));
     });
 
     let lean_filtered = tracing_subscriber::registry()
         .with(tracing_subscriber::EnvFilter::new("info"))
-        .with(
-            tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("bench"))
-                .with_location(false)
-                .with_threads(false)
-                .with_tracked_inactivity(false),
-        );
+        .with(lean_layer(&provider));
     tracing::subscriber::with_default(lean_filtered, || {
         group.bench_function("lean_with_env_filter", |b| b.iter(one_span));
     });
 
-    let lean_layer_filter = tracing_subscriber::registry().with(
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer("bench"))
-            .with_location(false)
-            .with_threads(false)
-            .with_tracked_inactivity(false)
-            .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
-    );
+    let lean_layer_filter = tracing_subscriber::registry()
+        .with(lean_layer(&provider).with_filter(tracing_subscriber::filter::LevelFilter::INFO));
     tracing::subscriber::with_default(lean_layer_filter, || {
         group.bench_function("lean_with_per_layer_filter", |b| b.iter(one_span));
     });
