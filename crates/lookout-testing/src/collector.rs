@@ -210,17 +210,25 @@ impl Collector {
     }
 
     /// Waits until `done` holds for what was received, polling; errors after `timeout`.
+    ///
+    /// The collector prints each export line by line, so a poll can see an item half printed.
+    /// A state is accepted only when `done` holds and no line arrived since the previous poll.
     pub fn wait_for(
         &self,
         timeout: Duration,
         done: impl Fn(&Received) -> bool,
     ) -> Result<Received, CollectorError> {
         let until = Instant::now() + timeout;
+        let mut seen_lines = usize::MAX;
         loop {
-            let received = self.received();
-            if done(&received) {
+            let (received, lines) = {
+                let lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+                (parse(&lines), lines.len())
+            };
+            if lines == seen_lines && done(&received) {
                 return Ok(received);
             }
+            seen_lines = lines;
             if Instant::now() >= until {
                 return Err(CollectorError::Timeout {
                     waited: timeout,
