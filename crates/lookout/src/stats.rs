@@ -16,6 +16,8 @@ pub(crate) struct SignalCounters {
     pub(crate) failed: AtomicU64,
     pub(crate) exports_ok: AtomicU64,
     pub(crate) exports_failed: AtomicU64,
+    /// Items in export requests that have not finished.
+    pub(crate) in_flight: AtomicU64,
     /// Whether the last export failed.
     failing: AtomicBool,
 }
@@ -39,6 +41,7 @@ impl SignalCounters {
             failed: AtomicU64::new(0),
             exports_ok: AtomicU64::new(0),
             exports_failed: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
             failing: AtomicBool::new(false),
         }
     }
@@ -120,6 +123,7 @@ impl Counters {
                 unexported: accepted.saturating_sub(exported + failed),
                 exports_ok: c.exports_ok.load(Relaxed),
                 exports_failed: c.exports_failed.load(Relaxed),
+                in_flight: c.in_flight.load(Relaxed),
             }
         };
         Stats {
@@ -165,6 +169,8 @@ pub struct SignalStats {
     pub exports_ok: u64,
     /// Export requests that failed.
     pub exports_failed: u64,
+    /// Items in export requests under way. After shutdown, these were abandoned at the deadline.
+    pub in_flight: u64,
 }
 
 /// The last export error.
@@ -220,6 +226,7 @@ mod tests {
                 unexported: 2,
                 exports_ok: 2,
                 exports_failed: 3,
+                in_flight: 0,
             }
         );
         let last = s.last_error.expect("last error");

@@ -502,9 +502,11 @@ impl ShutdownReport {
         };
         ShutdownReport {
             traces: queued(stats.traces),
+            // Metric points are not queued, so the loss is what failed plus what an export
+            // abandoned at the deadline was carrying.
             metrics: SignalReport {
                 exported: stats.metrics.exported,
-                lost: stats.metrics.failed,
+                lost: stats.metrics.failed + stats.metrics.in_flight,
             },
             logs: queued(stats.logs),
             elapsed,

@@ -51,7 +51,10 @@ impl<E> Counted<E> {
         items: u64,
         export: impl Future<Output = OTelSdkResult> + Send,
     ) -> OTelSdkResult {
+        let in_flight = &COUNTERS.signal(self.signal).in_flight;
+        in_flight.fetch_add(items, Relaxed);
         let result = self.runtime.run(self.timeout, export).await;
+        in_flight.fetch_sub(items, Relaxed);
         let error = result.as_ref().err().map(ToString::to_string);
         match COUNTERS.record_export(self.signal, items, error.clone()) {
             Transition::StartedFailing => tracing::warn!(
