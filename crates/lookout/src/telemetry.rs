@@ -47,8 +47,9 @@ fn is_internal(target: &str) -> bool {
     })
 }
 
-/// Keeps [`INTERNAL_TARGETS`] out of the export layers. Decided once per callsite, so tracing
-/// caches it and the span/event hot path pays nothing.
+/// Keeps [`INTERNAL_TARGETS`] out of the export layers. Decided once per callsite (cached by
+/// tracing), unlike `filter_fn`; the per-layer filter bookkeeping still costs ~0.1 µs a span
+/// (BENCHMARKS.md), which is why the export layers share this one filter.
 #[derive(Debug, Clone, Copy)]
 struct NotInternal;
 
@@ -249,7 +250,6 @@ impl TelemetryBuilder {
             .and_then(|p| p.tracer.as_ref())
             .map(|tp| tp.tracer("lookout"));
         let logger = providers.as_ref().and_then(|p| p.logger.clone());
-        let tracer_enabled = tracer.is_some();
         // The export layers share one filter: per-layer filters cost bookkeeping on every span.
         let span_layer = tracer.map(|tracer| {
             tracing_opentelemetry::layer()
@@ -258,7 +258,7 @@ impl TelemetryBuilder {
                 .with_threads(self.span_threads)
                 .with_tracked_inactivity(self.span_busy_idle)
         });
-        let u64_fix = tracer_enabled.then_some(crate::u64_fields::U64Fields);
+        let u64_fix = span_layer.is_some().then_some(crate::u64_fields::U64Fields);
         let log_layer = logger
             .as_ref()
             .map(opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new);

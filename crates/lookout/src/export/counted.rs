@@ -146,20 +146,58 @@ fn count_points(metrics: &ResourceMetrics) -> u64 {
         .sum::<usize>() as u64
 }
 
-/// Counts sampled spans handed to the batch processor and applies the attribute value length
-/// limit, which the SDK does not.
+/// Fixes a batch of spans on the batch worker, off the application thread: keeps the last value
+/// of a key set twice (the u64 fix) and applies the attribute value length limit, which the SDK
+/// does not.
 #[derive(Debug)]
-pub(crate) struct SpanIntake<P> {
-    inner: P,
+pub(crate) struct SpanFixups<E> {
+    inner: E,
     max_value_len: Option<usize>,
 }
 
-impl<P> SpanIntake<P> {
-    pub(crate) fn new(inner: P, max_value_len: Option<usize>) -> Self {
+impl<E> SpanFixups<E> {
+    pub(crate) fn new(inner: E, max_value_len: Option<usize>) -> Self {
         Self {
             inner,
             max_value_len,
         }
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for SpanFixups<E> {
+    fn export(&self, mut batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        for span in &mut batch {
+            crate::u64_fields::dedup_keep_last(&mut span.attributes);
+            if let Some(limit) = self.max_value_len {
+                crate::limits::truncate_values(&mut span.attributes, limit);
+                for event in span.events.events.iter_mut() {
+                    crate::limits::truncate_values(&mut event.attributes, limit);
+                }
+            }
+        }
+        self.inner.export(batch)
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// Counts sampled spans handed to the batch processor. Runs in the application thread at every
+/// span end, so it does nothing else.
+#[derive(Debug)]
+pub(crate) struct SpanIntake<P> {
+    inner: P,
+}
+
+impl<P> SpanIntake<P> {
+    pub(crate) fn new(inner: P) -> Self {
+        Self { inner }
     }
 }
 
@@ -168,16 +206,9 @@ impl<P: SpanProcessor> SpanProcessor for SpanIntake<P> {
         self.inner.on_start(span, cx);
     }
 
-    fn on_end(&self, mut span: SpanData) {
+    fn on_end(&self, span: SpanData) {
         if !span.span_context.is_sampled() {
             return;
-        }
-        crate::u64_fields::dedup_keep_last(&mut span.attributes);
-        if let Some(limit) = self.max_value_len {
-            crate::limits::truncate_values(&mut span.attributes, limit);
-            for event in span.events.events.iter_mut() {
-                crate::limits::truncate_values(&mut event.attributes, limit);
-            }
         }
         COUNTERS
             .signal(Signal::Traces)

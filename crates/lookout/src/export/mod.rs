@@ -22,7 +22,7 @@ use crate::config::{
     Signal, TemporalityPreference, signal_index,
 };
 use crate::error::InitError;
-use counted::{Counted, LogIntake, SpanIntake};
+use counted::{Counted, LogIntake, SpanFixups, SpanIntake};
 pub(crate) use runtime::ExportRuntime;
 
 /// The SDK providers of a running pipeline.
@@ -101,10 +101,10 @@ fn tracer_provider(
         batch: &BatchSettings,
         value_limit: Option<usize>,
     ) -> SpanIntake<BatchSpanProcessor> {
-        let bsp = BatchSpanProcessor::builder(exporter)
+        let bsp = BatchSpanProcessor::builder(SpanFixups::new(exporter, value_limit))
             .with_batch_config(span_batch_config(batch))
             .build();
-        SpanIntake::new(bsp, value_limit)
+        SpanIntake::new(bsp)
     }
     let value_limit = limits.span_attribute_value_length;
     builder = match kind {
@@ -308,7 +308,7 @@ otlp_exporter!(
 
 /// Built without an OTLP transport: say which feature or variable fixes it.
 #[cfg(not(any(feature = "grpc", feature = "http")))]
-fn no_transport(signal: Signal) -> Result<opentelemetry_stdout::SpanExporter, InitError> {
+fn no_transport<T>(signal: Signal) -> Result<T, InitError> {
     Err(build_error(signal)(format!(
         "lookout was built without an OTLP transport; enable its `grpc` or `http` feature, or set OTEL_{}_EXPORTER=console or none",
         signal.as_str().to_ascii_uppercase()
@@ -326,7 +326,7 @@ fn otlp_logs(
     _: &OtlpSettings,
     _: &ExportRuntime,
 ) -> Result<opentelemetry_stdout::LogExporter, InitError> {
-    no_transport(Signal::Logs).map(|_| opentelemetry_stdout::LogExporter::default())
+    no_transport(Signal::Logs)
 }
 #[cfg(not(any(feature = "grpc", feature = "http")))]
 fn otlp_metrics(
@@ -334,7 +334,7 @@ fn otlp_metrics(
     _: Temporality,
     _: &ExportRuntime,
 ) -> Result<opentelemetry_stdout::MetricExporter, InitError> {
-    no_transport(Signal::Metrics).map(|_| opentelemetry_stdout::MetricExporter::default())
+    no_transport(Signal::Metrics)
 }
 
 #[cfg(any(feature = "grpc", feature = "http"))]
