@@ -124,6 +124,7 @@ impl Counters {
                 exports_ok: c.exports_ok.load(Relaxed),
                 exports_failed: c.exports_failed.load(Relaxed),
                 in_flight: c.in_flight.load(Relaxed),
+                failing: c.failing.load(Relaxed),
             }
         };
         Stats {
@@ -171,6 +172,8 @@ pub struct SignalStats {
     pub exports_failed: u64,
     /// Items in export requests under way. After shutdown, these were abandoned at the deadline.
     pub in_flight: u64,
+    /// Whether the most recent export of this signal failed (cleared by the next success).
+    pub failing: bool,
 }
 
 /// The last export error.
@@ -227,6 +230,7 @@ mod tests {
                 exports_ok: 2,
                 exports_failed: 3,
                 in_flight: 0,
+                failing: true,
             }
         );
         let last = s.last_error.expect("last error");
