@@ -134,11 +134,11 @@ impl Telemetry {
                     "health check '{name}' is now {now} (was {prev})"
                 ),
                 Status::Degraded | Status::Unknown => tracing::warn!(
-                    target: "lookout_health", check = %name, from = %prev, to = %now, message,
+                    target: "lookout_health", check = %name, from = %prev, to = %now, output = message,
                     "health check '{name}' is now {now} (was {prev}): {message}"
                 ),
                 Status::Down | Status::OutOfService => tracing::error!(
-                    target: "lookout_health", check = %name, from = %prev, to = %now, message,
+                    target: "lookout_health", check = %name, from = %prev, to = %now, output = message,
                     "health check '{name}' is now {now} (was {prev}): {message}"
                 ),
             }

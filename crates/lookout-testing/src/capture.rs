@@ -8,6 +8,8 @@ use opentelemetry_sdk::logs::{InMemoryLogExporter, SdkLoggerProvider};
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use std::collections::BTreeMap;
+
 use tracing::subscriber::DefaultGuard;
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -72,6 +74,79 @@ impl Capture {
         self.meter_provider.meter(name)
     }
 
+    /// A tracer whose spans [`spans`](Self::spans) returns, for code that uses the OpenTelemetry
+    /// tracing API directly.
+    pub fn tracer(&self, name: &'static str) -> opentelemetry_sdk::trace::SdkTracer {
+        self.tracer_provider.tracer(name)
+    }
+
+    /// The points of the metric named `name` in a fresh collection (cumulative), with their
+    /// attributes as text: sums and gauges give `value`, histograms `count` and `sum`.
+    pub fn points(&self, name: &str) -> Vec<Point> {
+        use opentelemetry_sdk::metrics::data::{AggregatedMetrics as A, MetricData as D};
+        fn attrs<'a>(
+            kvs: impl Iterator<Item = &'a opentelemetry::KeyValue>,
+        ) -> BTreeMap<String, String> {
+            kvs.map(|kv| (kv.key.to_string(), kv.value.to_string()))
+                .collect()
+        }
+        fn points<T: AsF64>(data: &D<T>) -> Vec<Point> {
+            match data {
+                D::Gauge(g) => g
+                    .data_points()
+                    .map(|p| Point {
+                        attributes: attrs(p.attributes()),
+                        value: p.value().as_f64(),
+                        count: 0,
+                        sum: 0.0,
+                    })
+                    .collect(),
+                D::Sum(s) => s
+                    .data_points()
+                    .map(|p| Point {
+                        attributes: attrs(p.attributes()),
+                        value: p.value().as_f64(),
+                        count: 0,
+                        sum: 0.0,
+                    })
+                    .collect(),
+                D::Histogram(h) => h
+                    .data_points()
+                    .map(|p| Point {
+                        attributes: attrs(p.attributes()),
+                        value: 0.0,
+                        count: p.count(),
+                        sum: p.sum().as_f64(),
+                    })
+                    .collect(),
+                D::ExponentialHistogram(h) => h
+                    .data_points()
+                    .map(|p| Point {
+                        attributes: attrs(p.attributes()),
+                        value: 0.0,
+                        count: p.count() as u64,
+                        sum: p.sum().as_f64(),
+                    })
+                    .collect(),
+            }
+        }
+        let mut out = Vec::new();
+        for rm in self.metrics() {
+            for m in rm
+                .scope_metrics()
+                .flat_map(|sm| sm.metrics())
+                .filter(|m| m.name() == name)
+            {
+                out.extend(match m.data() {
+                    A::F64(d) => points(d),
+                    A::U64(d) => points(d),
+                    A::I64(d) => points(d),
+                });
+            }
+        }
+        out
+    }
+
     /// Every span that has ended.
     pub fn spans(&self) -> Vec<SpanData> {
         let _ = self.tracer_provider.force_flush();
@@ -94,6 +169,46 @@ impl Capture {
         self.metrics.reset();
         let _ = self.meter_provider.force_flush();
         self.metrics.get_finished_metrics().unwrap_or_default()
+    }
+}
+
+/// One metric point from [`Capture::points`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// Attribute keys and values, as text.
+    pub attributes: BTreeMap<String, String>,
+    /// A sum's or gauge's value.
+    pub value: f64,
+    /// A histogram's count.
+    pub count: u64,
+    /// A histogram's sum.
+    pub sum: f64,
+}
+
+impl Point {
+    /// The attribute `key`, if present.
+    pub fn attr(&self, key: &str) -> Option<&str> {
+        self.attributes.get(key).map(String::as_str)
+    }
+}
+
+/// Metric values as f64 (exact below 2^53, which test values are).
+trait AsF64: Copy {
+    fn as_f64(self) -> f64;
+}
+impl AsF64 for f64 {
+    fn as_f64(self) -> f64 {
+        self
+    }
+}
+impl AsF64 for u64 {
+    fn as_f64(self) -> f64 {
+        self as f64
+    }
+}
+impl AsF64 for i64 {
+    fn as_f64(self) -> f64 {
+        self as f64
     }
 }
 

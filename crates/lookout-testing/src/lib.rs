@@ -10,7 +10,7 @@
 mod capture;
 mod collector;
 
-pub use capture::Capture;
+pub use capture::{Capture, Point};
 pub use collector::{
     Attributes, Collector, CollectorError, LogRecord, MetricPoint, Received, Span, Value, free_port,
 };
