@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod admin_addr;
 mod config;
 mod console;
 mod error;
@@ -11,6 +12,7 @@ mod stats;
 mod telemetry;
 mod u64_fields;
 
+pub use admin_addr::{AdminAddrError, DEFAULT_ADMIN_ADDR, admin_addr};
 pub use config::{
     BatchSettings, Compression, ConfigWarning, ConsoleFormat, ExporterKind, HistogramAggregation,
     Limits, OtlpOptions, Propagator, Protocol, SamplerConfig, Signal, TemporalityPreference,
