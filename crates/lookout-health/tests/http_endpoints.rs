@@ -10,6 +10,13 @@ use lookout_health::{Check, CheckResult, Health, Status, check_fn};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+/// A reqwest client. The workspace builds reqwest with rustls but no crypto provider (lookout's
+/// `tls` feature brings its own), so the test installs ring as the process default first.
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 async fn serve(router: axum::Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
@@ -70,7 +77,7 @@ async fn get(
 #[tokio::test]
 async fn status_codes_and_the_minimal_body() {
     let addr = serve(sample().router()).await;
-    let c = reqwest::Client::new();
+    let c = client();
     let (code, ctype, body, headers) =
         get(&c, format!("http://{addr}/health/ready"), Some("*/*")).await;
     assert_eq!(code, StatusCode::OK, "Degraded is 200");
@@ -119,7 +126,7 @@ async fn status_codes_and_the_minimal_body() {
 async fn health_json_when_asked_with_ietf_fields() {
     let addr =
         serve(sample().router_with(HttpOptions::default().show_details(ShowDetails::Always))).await;
-    let c = reqwest::Client::new();
+    let c = client();
     let (code, ctype, body, _) = get(
         &c,
         format!("http://{addr}/health/ready"),
@@ -163,7 +170,7 @@ async fn details_only_for_authorised_requests() {
                 == Some("Bearer s3cret")
         });
     let addr = serve(sample().router_with(options)).await;
-    let c = reqwest::Client::new();
+    let c = client();
     let anonymous = c
         .get(format!("http://{addr}/health"))
         .send()
@@ -187,7 +194,7 @@ async fn details_only_for_authorised_requests() {
 #[tokio::test]
 async fn bad_requests_get_clear_answers() {
     let addr = serve(sample().router()).await;
-    let c = reqwest::Client::new();
+    let c = client();
     let (code, _, body, _) = get(&c, format!("http://{addr}/health/nope"), None).await;
     assert_eq!(code, StatusCode::NOT_FOUND);
     assert_eq!(body["error"], "unknown health group 'nope'");
@@ -239,7 +246,9 @@ async fn status_codes_are_configurable_and_zero_ttl_is_not_cached() {
         ..StatusCodes::default()
     };
     let addr = serve(health.router_with(HttpOptions::default().status_codes(codes))).await;
-    let resp = reqwest::get(format!("http://{addr}/health/ready"))
+    let resp = client()
+        .get(format!("http://{addr}/health/ready"))
+        .send()
         .await
         .expect("req");
     assert_eq!(resp.status().as_u16(), 299);
@@ -267,7 +276,7 @@ async fn a_probe_flood_over_http_runs_the_check_once() {
         .build()
         .expect("valid");
     let addr = serve(health.router()).await;
-    let client = reqwest::Client::new();
+    let client = client();
     // 1,000 concurrent requests, each on its own connection while the first run is under way.
     let requests = (0..1000).map(|_| {
         let client = client.clone();
@@ -293,7 +302,7 @@ async fn shutdown_drains_readiness_while_liveness_stays_up() {
         .build()
         .expect("valid");
     let addr = serve(health.router()).await;
-    let c = reqwest::Client::new();
+    let c = client();
     health.begin_shutdown();
     let (code, _, body, _) = get(&c, format!("http://{addr}/health/ready"), None).await;
     assert_eq!(

@@ -4,10 +4,8 @@
 use std::net::{Ipv4Addr, SocketAddr};
 
 /// The default admin address: loopback only, on the OpenTelemetry Prometheus exporter's port.
-pub const DEFAULT_ADMIN_ADDR: SocketAddr = SocketAddr::new(
-    std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
-    9464,
-);
+pub const DEFAULT_ADMIN_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9464);
 
 /// `LOOKOUT_ADMIN_ADDR` is not a socket address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +43,9 @@ mod tests {
         assert_eq!(parse(Some(" ")), Ok(DEFAULT_ADMIN_ADDR));
         assert_eq!(parse(Some("0.0.0.0:1")).map(|a| a.port()), Ok(1));
         let e = parse(Some("localhost")).expect_err("no port");
-        assert!(e.to_string().contains("LOOKOUT_ADMIN_ADDR=\"localhost\""), "{e}");
+        assert!(
+            e.to_string().contains("LOOKOUT_ADMIN_ADDR=\"localhost\""),
+            "{e}"
+        );
     }
 }

@@ -1,0 +1,229 @@
+//! Run with: `cargo run -p example-axum-service`
+//!
+//! A sessions API (`POST /sessions`, `GET /sessions/{id}`, `DELETE /sessions/{id}`) on
+//! `LISTEN_ADDR` (default 127.0.0.1:3000), its sessions in SQLite (`SESSIONS_DB`, default
+//! in-memory), and the health routes on the admin address `LOOKOUT_ADMIN_ADDR` (default
+//! 127.0.0.1:9464) with real checks: a database ping (readiness), lookout's telemetry pipeline
+//! (optional) and process memory (liveness and readiness).
+//!
+//! Try: `curl -si localhost:9464/health/ready`, or with details:
+//! `LOOKOUT_ADMIN_TOKEN=t cargo run -p example-axum-service` then
+//! `curl -s -H 'authorization: Bearer t' -H 'accept: application/health+json' localhost:9464/health`.
+//!
+//! On SIGINT/SIGTERM readiness turns OUT_OF_SERVICE, the service keeps serving for the drain delay
+//! (`SHUTDOWN_DRAIN`, default `5s`), then stops and flushes its telemetry.
+
+mod store;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use lookout_health::http::{HttpOptions, ShowDetails};
+use lookout_health::{Check, Health, checks};
+use serde_json::json;
+
+use store::Store;
+
+const SESSION_TTL: Duration = Duration::from_secs(30 * 60);
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let telemetry = lookout::Telemetry::builder()
+        .service_name("axum-service")
+        .service_version(env!("CARGO_PKG_VERSION"))
+        .init()?;
+
+    let listen: SocketAddr = env_or("LISTEN_ADDR", "127.0.0.1:3000")?;
+    let admin = lookout::admin_addr()?;
+    let drain =
+        humantime::parse_duration(&std::env::var("SHUTDOWN_DRAIN").unwrap_or_else(|_| "5s".into()))
+            .map_err(|e| format!("SHUTDOWN_DRAIN: {e}: use a duration such as 5s or 500ms"))?;
+    let db_path = std::env::var("SESSIONS_DB").unwrap_or_else(|_| ":memory:".into());
+    let store = Store::open(&db_path)?;
+
+    let health = health(&store, drain)?;
+    let api = Router::new()
+        .route("/sessions", post(create_session))
+        .route("/sessions/{id}", get(get_session).delete(delete_session))
+        .with_state(store);
+
+    let api_listener = tokio::net::TcpListener::bind(listen).await?;
+    let admin_listener = tokio::net::TcpListener::bind(admin).await?;
+    tracing::info!(%listen, %admin, "serving the API and the health routes");
+
+    let stop = tokio::sync::watch::channel(false);
+    let (stop_tx, stop_rx) = stop;
+    let mut api_stop = stop_rx.clone();
+    let mut admin_stop = stop_rx;
+    let api_server = tokio::spawn(
+        axum::serve(api_listener, api)
+            .with_graceful_shutdown(async move {
+                let _ = api_stop.wait_for(|s| *s).await;
+            })
+            .into_future(),
+    );
+    let admin_server = tokio::spawn(
+        axum::serve(admin_listener, health.router_with(admin_options()))
+            .with_graceful_shutdown(async move {
+                let _ = admin_stop.wait_for(|s| *s).await;
+            })
+            .into_future(),
+    );
+
+    shutdown_signal().await;
+    tracing::info!(
+        drain_ms = drain.as_millis() as u64,
+        "shutdown requested: draining"
+    );
+    health.shutdown().await; // readiness OUT_OF_SERVICE for the drain delay, still serving
+    let _ = stop_tx.send(true);
+    api_server.await??;
+    admin_server.await??;
+    tracing::info!("stopped");
+    if let Err(e) = telemetry.shutdown() {
+        eprintln!("{e}");
+    }
+    Ok(())
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    let value = std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let value = value.as_deref().unwrap_or(default);
+    value
+        .trim()
+        .parse()
+        .map_err(|e| format!("{name}={value:?} is invalid: {e}"))
+}
+
+fn health(store: &Store, drain: Duration) -> Result<Health, lookout_health::BuildError> {
+    let db = store.clone();
+    Health::builder()
+        .check(
+            Check::new(
+                "sqlite",
+                lookout_health::check_fn(move || {
+                    let db = db.clone();
+                    async move { db.ping().await }
+                }),
+            )
+            .external()
+            .groups(["readiness", "startup"])
+            .timeout(Duration::from_millis(500)),
+        )
+        .check(Check::new("telemetry", checks::Pipeline::new()).optional())
+        .check(Check::new("memory", checks::Memory::new()).groups(["liveness", "readiness"]))
+        .drain_delay(drain)
+        .build()
+}
+
+/// Details only for `Authorization: Bearer $LOOKOUT_ADMIN_TOKEN`, and never when it is unset.
+fn admin_options() -> HttpOptions {
+    let token = std::env::var("LOOKOUT_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty());
+    HttpOptions::default()
+        .show_details(ShowDetails::WhenAuthorized)
+        .authorizer(move |parts| {
+            let given = parts
+                .headers
+                .get(axum::http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            matches!((&token, given), (Some(t), Some(g)) if t == g)
+        })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot listen for SIGTERM ({e}); only Ctrl-C stops the service"
+                    );
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn json_response(code: StatusCode, body: serde_json::Value) -> Response {
+    (
+        code,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn internal(e: store::StoreError) -> Response {
+    tracing::error!(error = %e, "request failed");
+    json_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        json!({"error": "internal error"}),
+    )
+}
+
+#[tracing::instrument(skip_all)]
+async fn create_session(State(store): State<Store>, body: Bytes) -> Response {
+    let user = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("user").and_then(|u| u.as_str()).map(str::to_owned))
+        .filter(|u| !u.is_empty());
+    let Some(user) = user else {
+        return json_response(
+            StatusCode::BAD_REQUEST,
+            json!({"error": "expected a JSON body like {\"user\": \"alice\"}"}),
+        );
+    };
+    match store.create(user, SESSION_TTL).await {
+        Ok((id, expires_at)) => json_response(
+            StatusCode::CREATED,
+            json!({"id": id, "expires_at": expires_at}),
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+#[tracing::instrument(skip(store))]
+async fn get_session(State(store): State<Store>, Path(id): Path<String>) -> Response {
+    match store.get(id).await {
+        Ok(Some((user, expires_at))) => json_response(
+            StatusCode::OK,
+            json!({"user": user, "expires_at": expires_at}),
+        ),
+        Ok(None) => json_response(
+            StatusCode::NOT_FOUND,
+            json!({"error": "no such live session"}),
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+#[tracing::instrument(skip(store))]
+async fn delete_session(State(store): State<Store>, Path(id): Path<String>) -> Response {
+    match store.delete(id).await {
+        Ok(true) => StatusCode::NO_CONTENT.into_response(),
+        Ok(false) => json_response(StatusCode::NOT_FOUND, json!({"error": "no such session"})),
+        Err(e) => internal(e),
+    }
+}
