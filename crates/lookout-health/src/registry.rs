@@ -41,6 +41,9 @@ pub(crate) struct Inner {
     groups: Vec<String>,
     checks: RwLock<BTreeMap<String, Arc<Entry>>>,
     shutting_down: AtomicBool,
+    /// Set when the drain delay has passed: open gRPC Watch streams end, so a server's graceful
+    /// shutdown is not held open by them.
+    drained: AtomicBool,
     drain_delay: Duration,
     /// Bumped on every change of a reported status, registration, removal and shutdown.
     changes: watch::Sender<u64>,
@@ -128,6 +131,7 @@ impl HealthBuilder {
             groups,
             checks: RwLock::new(BTreeMap::new()),
             shutting_down: AtomicBool::new(false),
+            drained: AtomicBool::new(false),
             drain_delay: self.drain_delay.unwrap_or(DEFAULT_DRAIN_DELAY),
             changes: watch::Sender::new(0),
             telemetry: Telemetry::new(&meter, weak.clone(), tracer),
@@ -309,10 +313,18 @@ impl Health {
     }
 
     /// [`begin_shutdown`](Self::begin_shutdown), then waits the drain delay so load balancers
-    /// stop sending traffic before the server stops.
+    /// stop sending traffic before the server stops; then ends open gRPC `Watch` streams (which
+    /// would otherwise hold a graceful server shutdown open forever).
     pub async fn shutdown(&self) {
         self.begin_shutdown();
         tokio::time::sleep(self.inner.drain_delay).await;
+        self.inner.drained.store(true, Ordering::SeqCst);
+        self.inner.changed();
+    }
+
+    /// Whether [`shutdown`](Self::shutdown) has finished its drain delay.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.inner.drained.load(Ordering::SeqCst)
     }
 
     /// Whether shutdown has begun.

@@ -263,3 +263,35 @@ async fn shutdown_sets_not_serving_but_liveness_stays_serving() {
         Ok(ServingStatus::Serving)
     );
 }
+
+#[tokio::test]
+async fn watch_streams_end_when_the_drain_is_over() {
+    let db_up = Arc::new(AtomicBool::new(true));
+    let health = Health::builder()
+        .check(Check::new("core", check_fn(|| async { Status::Up })).groups(["liveness"]))
+        .check(switch("db", &db_up))
+        .drain_delay(Duration::from_millis(100))
+        .build()
+        .expect("valid");
+    let mut client = serve(&health).await;
+    let mut ready = client
+        .watch(req("readiness"))
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut live = client
+        .watch(req("liveness"))
+        .await
+        .expect("watch")
+        .into_inner();
+    assert_eq!(next(&mut ready).await, ServingStatus::Serving);
+    assert_eq!(next(&mut live).await, ServingStatus::Serving);
+    health.shutdown().await;
+    assert_eq!(next(&mut ready).await, ServingStatus::NotServing);
+    for stream in [&mut ready, &mut live] {
+        let end = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("the stream ends");
+        assert!(end.is_none(), "{end:?}");
+    }
+}

@@ -9,7 +9,9 @@
 //! - `Watch` on an unknown service sends `SERVICE_UNKNOWN` and stays open, and sends the real
 //!   status if a check or group of that name appears later;
 //! - `List` returns every service (at most 100; more is `RESOURCE_EXHAUSTED`);
-//! - once shutdown has begun, every service but `liveness` is `NOT_SERVING`.
+//! - once shutdown has begun, every service but `liveness` is `NOT_SERVING`, and when
+//!   [`Health::shutdown`] has waited its drain delay, open `Watch` streams end so that the
+//!   server's graceful shutdown can finish.
 //!
 //! ```no_run
 //! # async fn serve(health: lookout_health::Health) -> Result<(), Box<dyn std::error::Error>> {
@@ -177,6 +179,9 @@ impl pb::health_server::Health for HealthService {
                         .unwrap_or(ServingStatus::ServiceUnknown);
                     if Some(now) != last {
                         return Some((Ok(response(now)), (this, service, changes, Some(now))));
+                    }
+                    if this.health.is_drained() {
+                        return None;
                     }
                     // Wake on a change of any status, or to re-run checks whose TTL expired.
                     tokio::select! {

@@ -1,0 +1,127 @@
+//! Run with: `cargo run -p example-tonic-service`
+//!
+//! A tonic server on `LISTEN_ADDR` (default 127.0.0.1:50051) serving `grpc.health.v1.Health`
+//! (Check, Watch, List) from a lookout-health registry, and the same registry's HTTP routes on
+//! `LOOKOUT_ADMIN_ADDR` (default 127.0.0.1:9464). Checks: process memory (liveness, readiness),
+//! lookout's telemetry pipeline (optional), and, when `UPSTREAM_ADDR` is set, a TCP connection to
+//! that dependency (readiness).
+//!
+//! Ask it: `cargo run -p example-tonic-service -- check [service]` prints the status of a service
+//! (`""`, `readiness`, a check name) of the server at `LISTEN_ADDR`.
+//!
+//! On SIGINT/SIGTERM every service but `liveness` turns NOT_SERVING, the server keeps answering for
+//! `SHUTDOWN_DRAIN` (default `5s`), then stops and flushes its telemetry.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use lookout_health::grpc::pb::HealthCheckRequest;
+use lookout_health::grpc::pb::health_client::HealthClient;
+use lookout_health::{Check, Health, checks};
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let listen: SocketAddr = std::env::var("LISTEN_ADDR")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "127.0.0.1:50051".into())
+        .trim()
+        .parse()
+        .map_err(|e| format!("LISTEN_ADDR is not host:port: {e}"))?;
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("check") {
+        return check(listen, args.next().unwrap_or_default()).await;
+    }
+
+    let telemetry = lookout::Telemetry::builder()
+        .service_name("tonic-service")
+        .service_version(env!("CARGO_PKG_VERSION"))
+        .init()?;
+    let admin = lookout::admin_addr()?;
+    let drain =
+        humantime::parse_duration(&std::env::var("SHUTDOWN_DRAIN").unwrap_or_else(|_| "5s".into()))
+            .map_err(|e| format!("SHUTDOWN_DRAIN: {e}: use a duration such as 5s or 500ms"))?;
+
+    let mut builder = Health::builder()
+        .check(Check::new("memory", checks::Memory::new()).groups(["liveness", "readiness"]))
+        .check(Check::new("telemetry", checks::Pipeline::new()).optional())
+        .drain_delay(drain);
+    if let Ok(upstream) = std::env::var("UPSTREAM_ADDR") {
+        builder = builder.check(
+            checks::Tcp::check("upstream", upstream)
+                .timeout(Duration::from_millis(300))
+                .failures_before_down(2),
+        );
+    }
+    let health = builder.build()?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut grpc_stop = stop_rx.clone();
+    let mut admin_stop = stop_rx;
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health.grpc_service())
+            .serve_with_shutdown(listen, async move {
+                let _ = grpc_stop.wait_for(|s| *s).await;
+            }),
+    );
+    let admin_listener = tokio::net::TcpListener::bind(admin).await?;
+    let http = tokio::spawn(
+        axum::serve(admin_listener, health.router())
+            .with_graceful_shutdown(async move {
+                let _ = admin_stop.wait_for(|s| *s).await;
+            })
+            .into_future(),
+    );
+    tracing::info!(%listen, %admin, "serving gRPC health and the HTTP health routes");
+
+    shutdown_signal().await;
+    tracing::info!(
+        drain_ms = drain.as_millis() as u64,
+        "shutdown requested: draining"
+    );
+    health.shutdown().await;
+    let _ = stop_tx.send(true);
+    grpc.await??;
+    http.await??;
+    if let Err(e) = telemetry.shutdown() {
+        eprintln!("{e}");
+    }
+    Ok(())
+}
+
+/// The `check` subcommand: one Check call, the answer printed.
+async fn check(server: SocketAddr, service: String) -> Result<(), Box<dyn std::error::Error>> {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{server}"))?
+        .connect()
+        .await?;
+    let mut client = HealthClient::new(channel);
+    let status = client
+        .check(HealthCheckRequest {
+            service: service.clone(),
+        })
+        .await?
+        .into_inner()
+        .status();
+    println!("{service:?}: {}", status.as_str_name());
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            tracing::warn!("cannot listen for SIGTERM; only Ctrl-C stops the service");
+            let _ = ctrl_c.await;
+            return;
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
