@@ -18,6 +18,7 @@ pub use config::{
     Limits, OtlpOptions, Propagator, Protocol, SamplerConfig, Signal, TemporalityPreference,
 };
 pub use error::{InitError, ShutdownError};
+pub use propagation::propagator;
 pub use stats::{LastError, SignalStats, Stats, stats};
 pub use telemetry::{ShutdownReport, SignalReport, Telemetry, TelemetryBuilder, init};
 

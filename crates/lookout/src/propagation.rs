@@ -11,6 +11,20 @@ use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 
 use crate::config::Propagator;
 
+/// The propagators `OTEL_PROPAGATORS` names, as `init` installs them globally: W3C trace context
+/// (strict `traceparent` parsing, tracestate truncated to 512 characters by whole entries), W3C
+/// baggage, B3 (single and multi header) and Jaeger. For servers and clients that do not use
+/// `init`, or tests that set the global propagator themselves.
+///
+/// ```
+/// use lookout::Propagator;
+/// let p = lookout::propagator(&[Propagator::TraceContext, Propagator::Baggage]);
+/// lookout::opentelemetry::global::set_text_map_propagator(p);
+/// ```
+pub fn propagator(list: &[Propagator]) -> TextMapCompositePropagator {
+    composite(list)
+}
+
 pub(crate) fn composite(list: &[Propagator]) -> TextMapCompositePropagator {
     let propagators = list
         .iter()
@@ -81,7 +95,9 @@ impl TextMapPropagator for StrictTraceContext {
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
         match extractor.get("traceparent") {
-            Some(header) if valid_traceparent(header) => self.0.extract_with_context(cx, extractor),
+            Some(header) if valid_traceparent(header) => {
+                limit_tracestate(self.0.extract_with_context(cx, extractor))
+            }
             _ => cx.clone(),
         }
     }
@@ -89,6 +105,39 @@ impl TextMapPropagator for StrictTraceContext {
     fn fields(&self) -> FieldIter<'_> {
         self.0.fields()
     }
+}
+
+/// The most tracestate characters propagated (W3C Trace Context §3.3.1.5 asks for at least 512).
+const TRACESTATE_MAX_LEN: usize = 512;
+/// Entries longer than this go first when the tracestate is too long.
+const TRACESTATE_LONG_ENTRY: usize = 128;
+
+/// Truncates an over-long tracestate the way W3C says: whole entries only, first those over 128
+/// characters, then from the right. opentelemetry-rust caps the entry count but not the length.
+fn limit_tracestate(cx: Context) -> Context {
+    let sc = cx.span().span_context().clone();
+    let header = sc.trace_state().header();
+    if header.len() <= TRACESTATE_MAX_LEN {
+        return cx;
+    }
+    let mut entries: Vec<&str> = header
+        .split(',')
+        .filter(|e| e.len() <= TRACESTATE_LONG_ENTRY)
+        .collect();
+    while !entries.is_empty()
+        && entries.iter().map(|e| e.len() + 1).sum::<usize>() - 1 > TRACESTATE_MAX_LEN
+    {
+        entries.pop();
+    }
+    let pairs = entries.iter().filter_map(|e| e.split_once('='));
+    let state = TraceState::from_key_value(pairs).unwrap_or_default();
+    cx.with_remote_span_context(SpanContext::new(
+        sc.trace_id(),
+        sc.span_id(),
+        sc.trace_flags(),
+        true,
+        state,
+    ))
 }
 
 fn trace_id(hex: &str) -> Option<TraceId> {
@@ -276,6 +325,36 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn long_tracestate_is_truncated_by_whole_entries() {
+        let p = StrictTraceContext(TraceContextPropagator::new());
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let long = format!("big={}", "x".repeat(200));
+        // 31 entries of 20 characters (641 with commas) and one over 128.
+        let mut entries: Vec<String> = (0..31)
+            .map(|i| format!("k{i:02}={}", "v".repeat(16)))
+            .collect();
+        entries.insert(3, long);
+        let header = entries.join(",");
+        let sc = extract(&p, &[("traceparent", tp), ("tracestate", &header)]).expect("valid");
+        let kept = sc.trace_state().header();
+        assert!(kept.len() <= 512, "{}", kept.len());
+        assert!(
+            !kept.contains("big="),
+            "the entry over 128 characters goes first"
+        );
+        assert!(
+            kept.starts_with("k00="),
+            "entries are dropped from the right: {kept}"
+        );
+        assert!(
+            kept.split(',').all(|e| e.len() == 20),
+            "only whole entries: {kept}"
+        );
+        let short = extract(&p, &[("traceparent", tp), ("tracestate", "a=1,b=2")]).expect("valid");
+        assert_eq!(short.trace_state().header(), "a=1,b=2");
     }
 
     #[test]

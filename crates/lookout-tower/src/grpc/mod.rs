@@ -1,0 +1,287 @@
+//! gRPC (tonic): server and client layers with `rpc.*` attributes, the status from the response
+//! headers or trailers, and the context carried across the hop.
+//!
+//! Names follow the RPC semantic conventions the issue tracker and most dashboards use:
+//! `rpc.system = "grpc"`, `rpc.service`, `rpc.method`, `rpc.grpc.status_code`, and the
+//! `rpc.server.duration` / `rpc.client.duration` histograms in milliseconds, as those conventions
+//! define them. (Newer conventions rename them `rpc.*.call.duration`, in seconds.)
+
+mod body;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{HeaderMap, Request, Response};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Histogram, Meter};
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use body::Finish;
+pub use body::GrpcBody;
+
+// The attribute names as these conventions spell them (the crate marks them deprecated in favour
+// of `rpc.system.name` and a combined `rpc.method`).
+#[allow(deprecated)]
+mod names {
+    use opentelemetry_semantic_conventions::{attribute, metric};
+    pub(crate) const RPC_SYSTEM: &str = attribute::RPC_SYSTEM;
+    pub(crate) const RPC_SERVICE: &str = attribute::RPC_SERVICE;
+    pub(crate) const RPC_METHOD: &str = attribute::RPC_METHOD;
+    pub(crate) const RPC_GRPC_STATUS_CODE: &str = attribute::RPC_GRPC_STATUS_CODE;
+    pub(crate) const RPC_SERVER_DURATION: &str = metric::RPC_SERVER_DURATION;
+    pub(crate) const RPC_CLIENT_DURATION: &str = metric::RPC_CLIENT_DURATION;
+}
+use names::*;
+
+/// Milliseconds, the unit of `rpc.*.duration`.
+const MS_BUCKETS: [f64; 14] = [
+    5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0,
+    10000.0,
+];
+
+fn histogram(meter: &Meter, name: &'static str, description: &'static str) -> Histogram<f64> {
+    meter
+        .f64_histogram(name)
+        .with_unit("ms")
+        .with_description(description)
+        .with_boundaries(MS_BUCKETS.to_vec())
+        .build()
+}
+
+/// `/package.Service/Method` → (`package.Service`, `Method`).
+fn split_path(path: &str) -> Option<(&str, &str)> {
+    let (service, method) = path.strip_prefix('/')?.split_once('/')?;
+    (!service.is_empty() && !method.is_empty() && !method.contains('/'))
+        .then_some((service, method))
+}
+
+/// The `grpc-status` header (trailers-only responses carry it there).
+pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<i64> {
+    headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Server,
+    Client,
+}
+
+/// A tower layer for tonic servers: `Server::builder().layer(GrpcServerLayer::new())`.
+///
+/// Each call gets a SERVER span `package.Service/Method`, child of the caller's context, with
+/// `rpc.system`, `rpc.service`, `rpc.method` and `rpc.grpc.status_code` (read from the trailers,
+/// or the headers of a trailers-only error), marked as an error for a non-OK status; and
+/// `rpc.server.duration` until the response stream ends.
+#[derive(Clone)]
+pub struct GrpcServerLayer {
+    duration: Histogram<f64>,
+}
+
+/// A tower layer for tonic clients: wrap the `Channel`, e.g.
+/// `GreeterClient::new(ServiceBuilder::new().layer(GrpcClientLayer::new()).service(channel))`.
+///
+/// Each call gets a CLIENT span, the context injected into the request metadata, and
+/// `rpc.client.duration`.
+#[derive(Clone)]
+pub struct GrpcClientLayer {
+    duration: Histogram<f64>,
+}
+
+macro_rules! layer_common {
+    ($layer:ident, $service:ident, $side:expr, $metric:expr, $description:expr) => {
+        impl fmt::Debug for $layer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($layer)).finish_non_exhaustive()
+            }
+        }
+        impl Default for $layer {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+        impl $layer {
+            /// The layer recording on the global meter `lookout-tower`.
+            pub fn new() -> Self {
+                Self::with_meter(crate::metrics::meter(None))
+            }
+            /// The layer recording on `meter`.
+            pub fn with_meter(meter: Meter) -> Self {
+                $layer {
+                    duration: histogram(&meter, $metric, $description),
+                }
+            }
+        }
+        impl<S> Layer<S> for $layer {
+            type Service = $service<S>;
+            fn layer(&self, inner: S) -> Self::Service {
+                $service {
+                    inner,
+                    duration: Arc::new(self.duration.clone()),
+                }
+            }
+        }
+        /// The service its layer wraps around a gRPC service or channel.
+        #[derive(Clone)]
+        pub struct $service<S> {
+            inner: S,
+            duration: Arc<Histogram<f64>>,
+        }
+        impl<S: fmt::Debug> fmt::Debug for $service<S> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($service))
+                    .field("inner", &self.inner)
+                    .finish_non_exhaustive()
+            }
+        }
+        impl<S, ReqB, ResB> Service<Request<ReqB>> for $service<S>
+        where
+            S: Service<Request<ReqB>, Response = Response<ResB>>,
+            S::Future: Send + 'static,
+            ResB: http_body::Body,
+        {
+            type Response = Response<GrpcBody<ResB>>;
+            type Error = S::Error;
+            type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+            fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+                self.inner.poll_ready(cx)
+            }
+
+            fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+                call(&mut self.inner, self.duration.clone(), $side, req)
+            }
+        }
+    };
+}
+
+layer_common!(
+    GrpcServerLayer,
+    GrpcServer,
+    Side::Server,
+    RPC_SERVER_DURATION,
+    "Duration of inbound gRPC calls"
+);
+layer_common!(
+    GrpcClientLayer,
+    GrpcClient,
+    Side::Client,
+    RPC_CLIENT_DURATION,
+    "Duration of outbound gRPC calls"
+);
+
+fn call<S, ReqB, ResB>(
+    inner: &mut S,
+    duration: Arc<Histogram<f64>>,
+    side: Side,
+    mut req: Request<ReqB>,
+) -> Pin<Box<dyn Future<Output = Result<Response<GrpcBody<ResB>>, S::Error>> + Send>>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S::Future: Send + 'static,
+    ResB: http_body::Body,
+{
+    let start = Instant::now();
+    let (service, method) = split_path(req.uri().path()).unwrap_or(("_OTHER", "_OTHER"));
+    let (service, method) = (service.to_owned(), method.to_owned());
+    let name = format!("{service}/{method}");
+    let span = match side {
+        Side::Server => tracing::info_span!(
+            target: "lookout_tower", "gRPC request",
+            otel.name = %name, otel.kind = "server", otel.status_code = tracing::field::Empty,
+            { RPC_SYSTEM } = "grpc", { RPC_SERVICE } = %service, { RPC_METHOD } = %method,
+            { RPC_GRPC_STATUS_CODE } = tracing::field::Empty,
+        ),
+        Side::Client => tracing::info_span!(
+            target: "lookout_tower", "gRPC client request",
+            otel.name = %name, otel.kind = "client", otel.status_code = tracing::field::Empty,
+            { RPC_SYSTEM } = "grpc", { RPC_SERVICE } = %service, { RPC_METHOD } = %method,
+            { RPC_GRPC_STATUS_CODE } = tracing::field::Empty,
+        ),
+    };
+    match side {
+        Side::Server => {
+            if !span.is_disabled() {
+                let parent = opentelemetry::global::get_text_map_propagator(|p| {
+                    p.extract(&HeaderExtractor(req.headers()))
+                });
+                let _ = span.set_parent(parent);
+            }
+        }
+        Side::Client => {
+            let cx = if span.is_disabled() {
+                opentelemetry::Context::current()
+            } else {
+                span.context()
+            };
+            opentelemetry::global::get_text_map_propagator(|p| {
+                p.inject_context(&cx, &mut HeaderInjector(req.headers_mut()))
+            });
+        }
+    }
+    let fut = {
+        let _entered = span.enter();
+        inner.call(req)
+    };
+    Box::pin(async move {
+        let result = fut.instrument(span.clone()).await;
+        let finish = Finish {
+            span,
+            start,
+            duration,
+            attributes: vec![
+                KeyValue::new(RPC_SYSTEM, "grpc"),
+                KeyValue::new(RPC_SERVICE, service),
+                KeyValue::new(RPC_METHOD, method),
+            ],
+        };
+        match result {
+            Ok(resp) => {
+                let (parts, body) = resp.into_parts();
+                let body = match grpc_status(&parts.headers) {
+                    // Trailers-only: the call is over.
+                    Some(code) => {
+                        finish.finish(code);
+                        GrpcBody::done(body)
+                    }
+                    None => GrpcBody::new(body, finish),
+                };
+                Ok(Response::from_parts(parts, body))
+            }
+            Err(e) => {
+                // Transport failure: gRPC UNAVAILABLE (14) as clients report it.
+                finish.finish(14);
+                Err(e)
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_service_and_method() {
+        assert_eq!(
+            split_path("/grpc.health.v1.Health/Check"),
+            Some(("grpc.health.v1.Health", "Check"))
+        );
+        assert_eq!(split_path("/nope"), None);
+        assert_eq!(split_path("//x"), None);
+        assert_eq!(split_path("/a/b/c"), None);
+    }
+}

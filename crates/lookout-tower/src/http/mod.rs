@@ -1,0 +1,159 @@
+//! HTTP: the server layer ([`HttpServerLayer`]) and the client layer ([`HttpClientLayer`]).
+
+mod client;
+mod server;
+
+pub use client::{ClientRequest, ClientResponse, HttpClient, HttpClientLayer};
+pub use server::{DEFAULT_SKIP, HttpServer, HttpServerLayer};
+
+use http::{HeaderMap, HeaderName, Method, Version};
+
+/// Header names whose values are never captured, whatever the configuration says.
+pub(crate) const NEVER_CAPTURED: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+];
+
+/// The `http.request.method` value: the method when it is one of the registered ones, else
+/// `_OTHER` (the original goes to `http.request.method_original`).
+pub(crate) fn method_attr(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
+    }
+}
+
+/// The `network.protocol.version` value.
+pub(crate) fn protocol_version(v: Version) -> &'static str {
+    match v {
+        Version::HTTP_09 => "0.9",
+        Version::HTTP_10 => "1.0",
+        Version::HTTP_11 => "1.1",
+        Version::HTTP_2 => "2",
+        Version::HTTP_3 => "3",
+        _ => "_OTHER",
+    }
+}
+
+/// Lower-cased header names to capture, without the ones that are never captured.
+pub(crate) fn capture_list<I, S>(names: I) -> Vec<HeaderName>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    names
+        .into_iter()
+        .filter_map(|n| {
+            HeaderName::from_bytes(n.as_ref().trim().to_ascii_lowercase().as_bytes()).ok()
+        })
+        .filter(|n| !NEVER_CAPTURED.contains(&n.as_str()))
+        .collect()
+}
+
+/// Sets `{prefix}.{name}` span attributes (string arrays, per the conventions) for the captured
+/// headers present.
+pub(crate) fn capture_headers(
+    span: &tracing::Span,
+    prefix: &str,
+    names: &[HeaderName],
+    headers: &HeaderMap,
+) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    for name in names {
+        let values: Vec<opentelemetry::StringValue> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(|v| opentelemetry::StringValue::from(v.to_owned()))
+            .collect();
+        if !values.is_empty() {
+            span.set_attribute(
+                format!("{prefix}.{}", name.as_str()),
+                opentelemetry::Value::Array(values.into()),
+            );
+        }
+    }
+}
+
+/// Query parameters whose values are replaced by `REDACTED` in `url.full` (semantic conventions).
+const SIGNED_QUERY_KEYS: [&str; 7] = [
+    "AWSAccessKeyId",
+    "Signature",
+    "sig",
+    "X-Goog-Signature",
+    "X-Amz-Signature",
+    "X-Amz-Credential",
+    "X-Amz-Security-Token",
+];
+
+/// `url.full` without credentials: user info becomes `REDACTED:REDACTED`, signed query
+/// parameters' values `REDACTED`.
+pub(crate) fn redacted_url(url: &str) -> String {
+    let (before_query, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match before_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            let userinfo = if authority.contains('@') {
+                "REDACTED:REDACTED@"
+            } else {
+                ""
+            };
+            format!("{scheme}://{userinfo}{host}{path}")
+        }
+        None => before_query.to_owned(),
+    };
+    if let Some(q) = query {
+        out.push('?');
+        let parts: Vec<String> = q
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if SIGNED_QUERY_KEYS.contains(&k) => format!("{k}=REDACTED"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push_str(&parts.join("&"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_credentials_and_signatures() {
+        assert_eq!(
+            redacted_url("https://user:pw@example.com:8443/a/b?X-Amz-Signature=abc&x=1&sig=s"),
+            "https://REDACTED:REDACTED@example.com:8443/a/b?X-Amz-Signature=REDACTED&x=1&sig=REDACTED"
+        );
+        assert_eq!(redacted_url("http://example.com"), "http://example.com");
+    }
+
+    #[test]
+    fn unknown_methods_are_other_and_secrets_are_never_captured() {
+        assert_eq!(
+            method_attr(&Method::from_bytes(b"PURGE").expect("method")),
+            "_OTHER"
+        );
+        assert_eq!(method_attr(&Method::GET), "GET");
+        let names = capture_list(["X-Request-Id", "Authorization", "cookie", "Set-Cookie"]);
+        assert_eq!(names, [HeaderName::from_static("x-request-id")]);
+    }
+}

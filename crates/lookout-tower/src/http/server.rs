@@ -1,0 +1,454 @@
+//! The HTTP server layer: a SERVER span continuing the caller's trace, and the semconv metrics.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures_util::FutureExt as _;
+use http::{HeaderName, Request, Response, StatusCode, request::Parts};
+use http_body::Body;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::Meter;
+use opentelemetry_http::HeaderExtractor;
+use opentelemetry_semantic_conventions::attribute as semconv;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Instrument as _;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use super::{capture_headers, capture_list, method_attr, protocol_version};
+use crate::metrics::HttpServerInstruments;
+
+type Hook = Arc<dyn Fn(&Parts, &tracing::Span) + Send + Sync>;
+type NameHook = Arc<dyn Fn(&Parts, Option<&str>) -> String + Send + Sync>;
+type RouteHook = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+
+/// Paths skipped by default: health probes, which would drown the real traffic.
+pub const DEFAULT_SKIP: [&str; 4] = ["/health", "/healthz", "/livez", "/readyz"];
+
+struct Config {
+    instruments: HttpServerInstruments,
+    skip: Vec<String>,
+    request_headers: Vec<HeaderName>,
+    response_headers: Vec<HeaderName>,
+    on_request: Option<Hook>,
+    span_name: Option<NameHook>,
+    route: Option<RouteHook>,
+    scheme: &'static str,
+}
+
+/// A tower layer for HTTP servers (axum, hyper, any `Service<http::Request<B>>`).
+///
+/// For each request: the incoming trace context is extracted with the global propagators
+/// (`OTEL_PROPAGATORS`, strict W3C parsing with lookout); a SERVER span `{method} {route}` with the
+/// HTTP semantic-convention attributes is its child and the parent of everything the handler does;
+/// `http.server.request.duration` (s), `http.server.active_requests` and the body sizes are
+/// recorded with low-cardinality attributes (the route template, never the raw path). A 5xx marks
+/// the span as an error; a panic in the handler becomes a 500, is recorded, and the server keeps
+/// serving.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// let app: Router = Router::new()
+///     .route("/orders/{id}", get(|| async { "ok" }))
+///     .layer(lookout_tower::HttpServerLayer::new());
+/// ```
+///
+/// Add it with `Router::layer` so that the matched route is known; requests that match no route
+/// are recorded without `http.route`.
+#[derive(Clone)]
+pub struct HttpServerLayer {
+    config: Arc<Config>,
+}
+
+impl fmt::Debug for HttpServerLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpServerLayer")
+            .field("skip", &self.config.skip)
+            .field("request_headers", &self.config.request_headers)
+            .field("response_headers", &self.config.response_headers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for HttpServerLayer {
+    fn default() -> Self {
+        HttpServerLayer::new()
+    }
+}
+
+impl HttpServerLayer {
+    /// The layer with the defaults: global meter `lookout-tower`, health probe paths skipped, no
+    /// headers captured.
+    pub fn new() -> Self {
+        Self::with_meter(crate::metrics::meter(None))
+    }
+
+    /// The layer recording on `meter`.
+    pub fn with_meter(meter: Meter) -> Self {
+        HttpServerLayer {
+            config: Arc::new(Config {
+                instruments: HttpServerInstruments::new(&meter),
+                skip: DEFAULT_SKIP.iter().map(|s| (*s).to_owned()).collect(),
+                request_headers: Vec::new(),
+                response_headers: Vec::new(),
+                on_request: None,
+                span_name: None,
+                route: None,
+                scheme: "http",
+            }),
+        }
+    }
+
+    fn edit(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        match Arc::get_mut(&mut self.config) {
+            Some(c) => f(c),
+            None => unreachable_shared(),
+        }
+        self
+    }
+
+    /// Paths with no span and no metrics: each matches itself and everything below it
+    /// (`/health` skips `/health/ready`). Replaces the default list.
+    pub fn skip_paths<I, S>(self, paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let paths = paths.into_iter().map(Into::into).collect();
+        self.edit(|c| c.skip = paths)
+    }
+
+    /// Request headers recorded as `http.request.header.<name>` (opt-in). `Authorization`,
+    /// `Proxy-Authorization`, `Cookie` and `Set-Cookie` are never recorded.
+    pub fn capture_request_headers<I, S>(self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let names = capture_list(names);
+        self.edit(|c| c.request_headers = names)
+    }
+
+    /// Response headers recorded as `http.response.header.<name>` (opt-in), with the same
+    /// exclusions.
+    pub fn capture_response_headers<I, S>(self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let names = capture_list(names);
+        self.edit(|c| c.response_headers = names)
+    }
+
+    /// Called with the request head and the span before the handler runs: add attributes with
+    /// `tracing_opentelemetry::OpenTelemetrySpanExt::set_attribute`.
+    pub fn on_request(self, f: impl Fn(&Parts, &tracing::Span) + Send + Sync + 'static) -> Self {
+        self.edit(|c| c.on_request = Some(Arc::new(f)))
+    }
+
+    /// Names the span from the request head and the route template (default `{method} {route}`,
+    /// or `{method}` when no route matched).
+    pub fn span_name(
+        self,
+        f: impl Fn(&Parts, Option<&str>) -> String + Send + Sync + 'static,
+    ) -> Self {
+        self.edit(|c| c.span_name = Some(Arc::new(f)))
+    }
+
+    /// Finds the route template for routers other than axum's (with axum, `MatchedPath` is used).
+    pub fn route(self, f: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.edit(|c| c.route = Some(Arc::new(f)))
+    }
+
+    /// The `url.scheme` to record when the request URI has none (default `http`; `https` behind
+    /// TLS termination in this process).
+    pub fn scheme(self, scheme: &'static str) -> Self {
+        self.edit(|c| c.scheme = scheme)
+    }
+}
+
+/// The builder methods run before the layer is cloned into services.
+fn unreachable_shared() {
+    tracing::warn!(
+        target: "lookout_tower",
+        "HttpServerLayer configured after it was cloned; the change is ignored: configure it before use"
+    );
+}
+
+impl<S> Layer<S> for HttpServerLayer {
+    type Service = HttpServer<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        HttpServer {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service [`HttpServerLayer`] wraps around an HTTP service.
+#[derive(Clone)]
+pub struct HttpServer<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for HttpServer<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpServer")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+fn skipped(skip: &[String], path: &str) -> bool {
+    skip.iter().any(|s| {
+        path.strip_prefix(s.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    })
+}
+
+fn route_of(config: &Config, parts: &Parts) -> Option<String> {
+    #[cfg(feature = "axum")]
+    if let Some(m) = parts.extensions.get::<axum::extract::MatchedPath>() {
+        return Some(m.as_str().to_owned());
+    }
+    config.route.as_ref().and_then(|f| f(parts))
+}
+
+/// Decrements `http.server.active_requests` however the request ends (even if it is dropped).
+struct Active {
+    instruments: HttpServerInstruments,
+    attributes: [KeyValue; 2],
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.instruments.active.add(-1, &self.attributes);
+    }
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for HttpServer<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S::Future: Send + 'static,
+    ReqB: Body,
+    ResB: Body + Default + Send + 'static,
+{
+    type Response = Response<ResB>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Response<ResB>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<ReqB>) -> Self::Future {
+        let config = self.config.clone();
+        if skipped(&config.skip, req.uri().path()) {
+            return Box::pin(self.inner.call(req));
+        }
+        let start = Instant::now();
+        let (parts, body) = req.into_parts();
+        let method = method_attr(&parts.method);
+        let route = route_of(&config, &parts);
+        let scheme: &'static str = match parts.uri.scheme_str() {
+            Some("https") => "https",
+            Some("http") => "http",
+            _ => config.scheme,
+        };
+        let version = protocol_version(parts.version);
+        let name = match &config.span_name {
+            Some(f) => f(&parts, route.as_deref()),
+            None => match &route {
+                Some(r) => format!("{method} {r}"),
+                None => method.to_owned(),
+            },
+        };
+        let span = tracing::info_span!(
+            target: "lookout_tower",
+            "HTTP request",
+            otel.name = %name,
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            { semconv::HTTP_REQUEST_METHOD } = method,
+            { semconv::HTTP_ROUTE } = tracing::field::Empty,
+            { semconv::URL_PATH } = parts.uri.path(),
+            { semconv::URL_SCHEME } = scheme,
+            { semconv::NETWORK_PROTOCOL_VERSION } = version,
+            { semconv::SERVER_ADDRESS } = tracing::field::Empty,
+            { semconv::USER_AGENT_ORIGINAL } = tracing::field::Empty,
+            { semconv::HTTP_RESPONSE_STATUS_CODE } = tracing::field::Empty,
+            { semconv::ERROR_TYPE } = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            let parent = opentelemetry::global::get_text_map_propagator(|p| {
+                p.extract(&HeaderExtractor(&parts.headers))
+            });
+            let _ = span.set_parent(parent);
+            if let Some(r) = &route {
+                span.record(semconv::HTTP_ROUTE, r.as_str());
+            }
+            if method == "_OTHER" {
+                span.set_attribute(
+                    semconv::HTTP_REQUEST_METHOD_ORIGINAL,
+                    parts.method.to_string(),
+                );
+            }
+            let host = parts.uri.host().map(str::to_owned).or_else(|| {
+                let h = parts.headers.get(http::header::HOST)?.to_str().ok()?;
+                Some(h.rsplit_once(':').map_or(h, |(host, _)| host).to_owned())
+            });
+            if let Some(h) = host {
+                span.record(semconv::SERVER_ADDRESS, h.as_str());
+            }
+            if let Some(ua) = parts
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+            {
+                span.record(semconv::USER_AGENT_ORIGINAL, ua);
+            }
+            capture_headers(
+                &span,
+                "http.request.header",
+                &config.request_headers,
+                &parts.headers,
+            );
+            if let Some(hook) = &config.on_request {
+                hook(&parts, &span);
+            }
+        }
+        let request_size = body.size_hint().exact().or_else(|| {
+            parts
+                .headers
+                .get(http::header::CONTENT_LENGTH)?
+                .to_str()
+                .ok()?
+                .parse()
+                .ok()
+        });
+        let active_attributes = [
+            KeyValue::new(semconv::HTTP_REQUEST_METHOD, method),
+            KeyValue::new(semconv::URL_SCHEME, scheme),
+        ];
+        config.instruments.active.add(1, &active_attributes);
+        let active = Active {
+            instruments: config.instruments.clone(),
+            attributes: active_attributes,
+        };
+        let fut = {
+            let _entered = span.enter();
+            self.inner.call(Request::from_parts(parts, body))
+        };
+        Box::pin(async move {
+            let _active = active;
+            let outcome = AssertUnwindSafe(fut.instrument(span.clone()))
+                .catch_unwind()
+                .await;
+            let (result, status, error_type): (
+                Result<Response<ResB>, S::Error>,
+                Option<u16>,
+                Option<String>,
+            ) = match outcome {
+                Ok(Ok(resp)) => {
+                    let code = resp.status().as_u16();
+                    let error = (code >= 500).then(|| code.to_string());
+                    if !span.is_disabled() {
+                        capture_headers(
+                            &span,
+                            "http.response.header",
+                            &config.response_headers,
+                            resp.headers(),
+                        );
+                    }
+                    (Ok(resp), Some(code), error)
+                }
+                Ok(Err(e)) => (
+                    Err(e),
+                    None,
+                    Some(std::any::type_name::<S::Error>().to_owned()),
+                ),
+                Err(panic) => {
+                    let message = panic_message(&panic);
+                    tracing::error!(
+                        target: "lookout_tower",
+                        parent: &span,
+                        panic = %message,
+                        "the handler panicked; answering 500: {message}"
+                    );
+                    let mut resp = Response::new(ResB::default());
+                    *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                    (Ok(resp), Some(500), Some("panic".to_owned()))
+                }
+            };
+            if let Some(code) = status {
+                span.record(semconv::HTTP_RESPONSE_STATUS_CODE, code);
+            }
+            if let Some(t) = &error_type {
+                span.record(semconv::ERROR_TYPE, t.as_str());
+                span.record("otel.status_code", "ERROR");
+            }
+            let mut attributes = Vec::with_capacity(6);
+            attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
+            attributes.push(KeyValue::new(semconv::URL_SCHEME, scheme));
+            attributes.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, version));
+            if let Some(r) = route {
+                attributes.push(KeyValue::new(semconv::HTTP_ROUTE, r));
+            }
+            if let Some(code) = status {
+                attributes.push(KeyValue::new(
+                    semconv::HTTP_RESPONSE_STATUS_CODE,
+                    i64::from(code),
+                ));
+            }
+            if let Some(t) = error_type {
+                attributes.push(KeyValue::new(semconv::ERROR_TYPE, t));
+            }
+            let instruments = &config.instruments;
+            instruments
+                .duration
+                .record(start.elapsed().as_secs_f64(), &attributes);
+            if let Some(n) = request_size {
+                instruments.request_size.record(n, &attributes);
+            }
+            if let Ok(resp) = &result
+                && let Some(n) = resp.body().size_hint().exact()
+            {
+                instruments.response_size.record(n, &attributes);
+            }
+            result
+        })
+    }
+}
+
+pub(crate) fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skip_matches_the_path_and_below_only() {
+        let skip: Vec<String> = DEFAULT_SKIP.iter().map(|s| (*s).to_owned()).collect();
+        assert!(skipped(&skip, "/health"));
+        assert!(skipped(&skip, "/health/ready"));
+        assert!(!skipped(&skip, "/healthcare"));
+        assert!(!skipped(&skip, "/orders"));
+    }
+}
