@@ -41,6 +41,8 @@ mod names {
 }
 use names::*;
 
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
 /// Milliseconds, the unit of `rpc.*.duration`.
 const MS_BUCKETS: [f64; 14] = [
     5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0, 2500.0, 5000.0, 7500.0,
@@ -155,7 +157,7 @@ macro_rules! layer_common {
         {
             type Response = Response<GrpcBody<ResB>>;
             type Error = S::Error;
-            type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+            type Future = BoxFuture<Result<Self::Response, S::Error>>;
 
             fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
                 self.inner.poll_ready(cx)
@@ -188,7 +190,7 @@ fn call<S, ReqB, ResB>(
     duration: Arc<Histogram<f64>>,
     side: Side,
     mut req: Request<ReqB>,
-) -> Pin<Box<dyn Future<Output = Result<Response<GrpcBody<ResB>>, S::Error>> + Send>>
+) -> BoxFuture<Result<Response<GrpcBody<ResB>>, S::Error>>
 where
     S: Service<Request<ReqB>, Response = Response<ResB>>,
     S::Future: Send + 'static,

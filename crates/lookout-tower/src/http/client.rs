@@ -104,12 +104,22 @@ impl ClientResponse for reqwest::Response {
 /// `error.type`), the current context injected with the global propagators, and
 /// `http.client.request.duration` (s).
 ///
-/// ```ignore
-/// use tower::{ServiceBuilder, ServiceExt};
-/// let client = ServiceBuilder::new()
-///     .layer(lookout_tower::HttpClientLayer::new())
-///     .service(reqwest::Client::new());
-/// let response = client.oneshot(reqwest::Request::new(reqwest::Method::GET, url)).await?;
+/// With reqwest (feature `reqwest`):
+/// `ServiceBuilder::new().layer(HttpClientLayer::new()).service(reqwest::Client::new())`, then
+/// `client.oneshot(reqwest::Request::new(Method::GET, url))`. With any tower HTTP client:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use tower::{ServiceBuilder, ServiceExt, service_fn};
+/// // Stands in for a real client (hyper-util's, a tower stack): echoes the traceparent header.
+/// let inner = service_fn(|req: http::Request<()>| async move {
+///     let sent = req.headers().contains_key("traceparent");
+///     Ok::<_, std::convert::Infallible>(http::Response::new(sent))
+/// });
+/// let client = ServiceBuilder::new().layer(lookout_tower::HttpClientLayer::new()).service(inner);
+/// let response = client.oneshot(http::Request::new(())).await.unwrap();
+/// # let _ = response;
+/// # }
 /// ```
 #[derive(Clone)]
 pub struct HttpClientLayer {

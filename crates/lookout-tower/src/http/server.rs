@@ -350,14 +350,20 @@ where
         };
         Box::pin(async move {
             let _active = active;
-            let outcome = AssertUnwindSafe(fut.instrument(span.clone()))
-                .catch_unwind()
-                .await;
-            let (result, status, error_type): (
-                Result<Response<ResB>, S::Error>,
-                Option<u16>,
-                Option<String>,
-            ) = match outcome {
+            // The panic is caught and logged inside the span, so the log record carries its ids.
+            let outcome = async move {
+                AssertUnwindSafe(fut).catch_unwind().await.map_err(|panic| {
+                    let message = panic_message(&panic);
+                    tracing::error!(
+                        target: "lookout_tower",
+                        panic = %message,
+                        "the handler panicked; answering 500: {message}"
+                    );
+                })
+            }
+            .instrument(span.clone())
+            .await;
+            let (result, status, error_type) = match outcome {
                 Ok(Ok(resp)) => {
                     let code = resp.status().as_u16();
                     let error = (code >= 500).then(|| code.to_string());
@@ -376,14 +382,7 @@ where
                     None,
                     Some(std::any::type_name::<S::Error>().to_owned()),
                 ),
-                Err(panic) => {
-                    let message = panic_message(&panic);
-                    tracing::error!(
-                        target: "lookout_tower",
-                        parent: &span,
-                        panic = %message,
-                        "the handler panicked; answering 500: {message}"
-                    );
+                Err(()) => {
                     let mut resp = Response::new(ResB::default());
                     *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
                     (Ok(resp), Some(500), Some("panic".to_owned()))
