@@ -323,6 +323,7 @@ impl Health {
     }
 
     /// Whether [`shutdown`](Self::shutdown) has finished its drain delay.
+    #[cfg(feature = "grpc")]
     pub(crate) fn is_drained(&self) -> bool {
         self.inner.drained.load(Ordering::SeqCst)
     }
@@ -333,11 +334,13 @@ impl Health {
     }
 
     /// Notified on every change of a reported status, registration, removal and shutdown.
+    #[cfg(feature = "grpc")]
     pub(crate) fn changes(&self) -> watch::Receiver<u64> {
         self.inner.changes.subscribe()
     }
 
     /// The shortest TTL or period among the checks: how often watchers re-evaluate.
+    #[cfg(feature = "grpc")]
     pub(crate) fn shortest_max_age(&self) -> Option<Duration> {
         self.inner.entries().iter().map(|e| e.check.max_age()).min()
     }
