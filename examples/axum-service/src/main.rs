@@ -4,7 +4,9 @@
 //! `LISTEN_ADDR` (default 127.0.0.1:3000), its sessions in SQLite (`SESSIONS_DB`, default
 //! in-memory), and the health routes on the admin address `LOOKOUT_ADMIN_ADDR` (default
 //! 127.0.0.1:9464) with real checks: a database ping (readiness), lookout's telemetry pipeline
-//! (optional) and process memory (liveness and readiness).
+//! (optional) and process memory (liveness and readiness). The API is traced and measured by
+//! lookout-tower's HTTP layer (a span per request continuing the caller's `traceparent`,
+//! `http.server.request.duration` by route template).
 //!
 //! Try: `curl -si localhost:9464/health/ready`, or with details:
 //! `LOOKOUT_ADMIN_TOKEN=t cargo run -p example-axum-service` then
@@ -51,7 +53,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let api = Router::new()
         .route("/sessions", post(create_session))
         .route("/sessions/{id}", get(get_session).delete(delete_session))
-        .with_state(store);
+        .with_state(store)
+        // Spans continuing the caller's trace, and http.server.* metrics by route template.
+        .layer(lookout_tower::HttpServerLayer::new().capture_request_headers(["x-request-id"]));
 
     let api_listener = tokio::net::TcpListener::bind(listen).await?;
     let admin_listener = tokio::net::TcpListener::bind(admin).await?;

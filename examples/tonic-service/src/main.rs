@@ -7,7 +7,9 @@
 //! that dependency (readiness).
 //!
 //! Ask it: `cargo run -p example-tonic-service -- check [service]` prints the status of a service
-//! (`""`, `readiness`, a check name) of the server at `LISTEN_ADDR`.
+//! (`""`, `readiness`, a check name) of the server at `LISTEN_ADDR`. Both sides carry
+//! lookout-tower's gRPC layers, so the call is one trace across the hop (`rpc.*` attributes,
+//! `rpc.server.duration` and `rpc.client.duration`).
 //!
 //! On SIGINT/SIGTERM every service but `liveness` turns NOT_SERVING, the server keeps answering for
 //! `SHUTDOWN_DRAIN` (default `5s`), then stops and flushes its telemetry.
@@ -28,15 +30,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .trim()
         .parse()
         .map_err(|e| format!("LISTEN_ADDR is not host:port: {e}"))?;
-    let mut args = std::env::args().skip(1);
-    if args.next().as_deref() == Some("check") {
-        return check(listen, args.next().unwrap_or_default()).await;
-    }
-
     let telemetry = lookout::Telemetry::builder()
         .service_name("tonic-service")
         .service_version(env!("CARGO_PKG_VERSION"))
         .init()?;
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("check") {
+        let result = check(listen, args.next().unwrap_or_default()).await;
+        let _ = telemetry.shutdown();
+        return result;
+    }
+
     let admin = lookout::admin_addr()?;
     let drain =
         humantime::parse_duration(&std::env::var("SHUTDOWN_DRAIN").unwrap_or_else(|_| "5s".into()))
@@ -60,6 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut admin_stop = stop_rx;
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(lookout_tower::GrpcServerLayer::new())
             .add_service(health.grpc_service())
             .serve_with_shutdown(listen, async move {
                 let _ = grpc_stop.wait_for(|s| *s).await;
@@ -91,10 +96,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// The `check` subcommand: one Check call, the answer printed.
+#[tracing::instrument]
 async fn check(server: SocketAddr, service: String) -> Result<(), Box<dyn std::error::Error>> {
     let channel = tonic::transport::Channel::from_shared(format!("http://{server}"))?
         .connect()
         .await?;
+    // The client layer injects the trace context: the server's span is this call's child.
+    let channel = tower::ServiceBuilder::new()
+        .layer(lookout_tower::GrpcClientLayer::new())
+        .service(channel);
     let mut client = HealthClient::new(channel);
     let status = client
         .check(HealthCheckRequest {

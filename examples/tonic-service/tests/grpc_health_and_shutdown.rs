@@ -101,8 +101,11 @@ async fn grpc_health_serves_and_turns_not_serving_on_sigterm() {
     let out = Command::new(env!("CARGO_BIN_EXE_example-tonic-service"))
         .args(["check", "upstream"])
         .env("LISTEN_ADDR", &listen)
+        .env("OTEL_SDK_DISABLED", "true")
+        .env("LOOKOUT_CONSOLE", "off")
         .output()
         .expect("run check");
+    assert!(out.status.success(), "{out:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "\"upstream\": NOT_SERVING"
