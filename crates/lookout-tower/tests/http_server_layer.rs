@@ -7,7 +7,7 @@ use axum::Router;
 use axum::routing::get;
 use lookout_testing::Capture;
 use lookout_tower::HttpServerLayer;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt as _};
+use opentelemetry::trace::{SpanKind, Status};
 use opentelemetry_sdk::trace::SpanData;
 use tower::ServiceExt as _;
 
@@ -20,7 +20,7 @@ fn propagators() {
 
 fn app(capture: &Capture) -> Router {
     Router::new()
-        .route("/orders/{id}", get(|| async { "order" }))
+        .route("/orders/{id}", get(load_order))
         .route(
             "/boom",
             get(|| async { if true { panic!("database on fire") } else { "" } }),
@@ -32,8 +32,16 @@ fn app(capture: &Capture) -> Router {
         .route("/health/ready", get(|| async { "ok" }))
         .layer(
             HttpServerLayer::with_meter(capture.meter("lookout-tower"))
+                .tracer(capture.tracer("lookout-tower"))
+                .body_sizes(true)
                 .capture_request_headers(["x-request-id", "authorization"]),
         )
+}
+
+#[tracing::instrument]
+async fn load_order() -> &'static str {
+    tracing::info!("loading");
+    "order"
 }
 
 async fn serve(router: Router) -> SocketAddr {
@@ -124,6 +132,19 @@ async fn a_request_with_traceparent_continues_that_trace() {
         "never captured"
     );
     assert_eq!(s.status, Status::Unset);
+    // What the handler does is inside the request's span: its `#[instrument]` span and its logs.
+    let handler = capture.span("load_order").expect("handler span");
+    assert_eq!(handler.parent_span_id, s.span_context.span_id());
+    assert_eq!(handler.span_context.trace_id(), s.span_context.trace_id());
+    let log = capture
+        .logs()
+        .into_iter()
+        .find(|l| matches!(l.record.body(), Some(opentelemetry::logs::AnyValue::String(b)) if b.as_str() == "loading"))
+        .expect("handler log");
+    assert_eq!(
+        log.record.trace_context().map(|t| t.span_id),
+        Some(handler.span_context.span_id())
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -300,7 +321,10 @@ async fn unknown_methods_are_recorded_as_other() {
     let capture = Capture::start();
     let router = Router::new()
         .route("/cache", axum::routing::any(|| async { "purged" }))
-        .layer(HttpServerLayer::with_meter(capture.meter("lookout-tower")));
+        .layer(
+            HttpServerLayer::with_meter(capture.meter("lookout-tower"))
+                .tracer(capture.tracer("lookout-tower")),
+        );
     let req = axum::http::Request::builder()
         .method("PURGE")
         .uri("/cache")
@@ -314,8 +338,4 @@ async fn unknown_methods_are_recorded_as_other() {
         attr(s, "http.request.method_original").as_deref(),
         Some("PURGE")
     );
-    let _ = opentelemetry::Context::current()
-        .span()
-        .span_context()
-        .is_valid();
 }

@@ -60,15 +60,14 @@ where
         .collect()
 }
 
-/// Sets `{prefix}.{name}` span attributes (string arrays, per the conventions) for the captured
+/// Pushes `{prefix}.{name}` attributes (string arrays, per the conventions) for the captured
 /// headers present.
-pub(crate) fn capture_headers(
-    span: &tracing::Span,
+pub(crate) fn header_attributes(
+    attributes: &mut Vec<opentelemetry::KeyValue>,
     prefix: &str,
     names: &[HeaderName],
     headers: &HeaderMap,
 ) {
-    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
     for name in names {
         let values: Vec<opentelemetry::StringValue> = headers
             .get_all(name)
@@ -77,10 +76,10 @@ pub(crate) fn capture_headers(
             .map(|v| opentelemetry::StringValue::from(v.to_owned()))
             .collect();
         if !values.is_empty() {
-            span.set_attribute(
+            attributes.push(opentelemetry::KeyValue::new(
                 format!("{prefix}.{}", name.as_str()),
                 opentelemetry::Value::Array(values.into()),
-            );
+            ));
         }
     }
 }

@@ -12,18 +12,20 @@ use futures_util::FutureExt as _;
 use http::{HeaderName, Request, Response, StatusCode, request::Parts};
 use http_body::Body;
 use opentelemetry::KeyValue;
+use opentelemetry::global::BoxedTracer;
 use opentelemetry::metrics::Meter;
+use opentelemetry::trace::{
+    FutureExt as _, SpanBuilder, SpanKind, Status, TraceContextExt as _, Tracer as _,
+};
 use opentelemetry_http::HeaderExtractor;
 use opentelemetry_semantic_conventions::attribute as semconv;
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::Instrument as _;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use super::{capture_headers, capture_list, method_attr, protocol_version};
+use super::{capture_list, header_attributes, method_attr, protocol_version};
 use crate::metrics::HttpServerInstruments;
 
-type Hook = Arc<dyn Fn(&Parts, &tracing::Span) + Send + Sync>;
+type Hook = Arc<dyn Fn(&Parts, &mut Vec<KeyValue>) + Send + Sync>;
 type NameHook = Arc<dyn Fn(&Parts, Option<&str>) -> String + Send + Sync>;
 type RouteHook = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
 
@@ -39,6 +41,17 @@ struct Config {
     span_name: Option<NameHook>,
     route: Option<RouteHook>,
     scheme: &'static str,
+    body_sizes: bool,
+    tracer: std::sync::OnceLock<BoxedTracer>,
+}
+
+impl Config {
+    /// The tracer given, or the global one as of the first request (so a layer built before
+    /// `lookout::init` still traces).
+    fn tracer(&self) -> &BoxedTracer {
+        self.tracer
+            .get_or_init(|| opentelemetry::global::tracer("lookout-tower"))
+    }
 }
 
 /// A tower layer for HTTP servers (axum, hyper, any `Service<http::Request<B>>`).
@@ -100,6 +113,8 @@ impl HttpServerLayer {
                 span_name: None,
                 route: None,
                 scheme: "http",
+                body_sizes: false,
+                tracer: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -145,9 +160,11 @@ impl HttpServerLayer {
         self.edit(|c| c.response_headers = names)
     }
 
-    /// Called with the request head and the span before the handler runs: add attributes with
-    /// `tracing_opentelemetry::OpenTelemetrySpanExt::set_attribute`.
-    pub fn on_request(self, f: impl Fn(&Parts, &tracing::Span) + Send + Sync + 'static) -> Self {
+    /// Called with the request head before the span starts: push attributes to add to it.
+    pub fn on_request(
+        self,
+        f: impl Fn(&Parts, &mut Vec<KeyValue>) + Send + Sync + 'static,
+    ) -> Self {
         self.edit(|c| c.on_request = Some(Arc::new(f)))
     }
 
@@ -163,6 +180,22 @@ impl HttpServerLayer {
     /// Finds the route template for routers other than axum's (with axum, `MatchedPath` is used).
     pub fn route(self, f: impl Fn(&Parts) -> Option<String> + Send + Sync + 'static) -> Self {
         self.edit(|c| c.route = Some(Arc::new(f)))
+    }
+
+    /// Also records `http.server.request.body.size` and `http.server.response.body.size` (opt-in
+    /// in the conventions) when the sizes are known.
+    pub fn body_sizes(self, on: bool) -> Self {
+        self.edit(|c| c.body_sizes = on)
+    }
+
+    /// The tracer for the request spans (default: the global tracer provider's).
+    pub fn tracer<T>(self, tracer: T) -> Self
+    where
+        T: opentelemetry::trace::Tracer + Send + Sync + 'static,
+        T::Span: Send + Sync + 'static,
+    {
+        let tracer = BoxedTracer::new(Box::new(tracer));
+        self.edit(|c| c.tracer = std::sync::OnceLock::from(tracer))
     }
 
     /// The `url.scheme` to record when the request URI has none (default `http`; `https` behind
@@ -272,69 +305,72 @@ where
                 None => method.to_owned(),
             },
         };
-        let span = tracing::info_span!(
-            target: "lookout_tower",
-            "HTTP request",
-            otel.name = %name,
-            otel.kind = "server",
-            otel.status_code = tracing::field::Empty,
-            { semconv::HTTP_REQUEST_METHOD } = method,
-            { semconv::HTTP_ROUTE } = tracing::field::Empty,
-            { semconv::URL_PATH } = parts.uri.path(),
-            { semconv::URL_SCHEME } = scheme,
-            { semconv::NETWORK_PROTOCOL_VERSION } = version,
-            { semconv::SERVER_ADDRESS } = tracing::field::Empty,
-            { semconv::USER_AGENT_ORIGINAL } = tracing::field::Empty,
-            { semconv::HTTP_RESPONSE_STATUS_CODE } = tracing::field::Empty,
-            { semconv::ERROR_TYPE } = tracing::field::Empty,
-        );
-        if !span.is_disabled() {
-            let parent = opentelemetry::global::get_text_map_propagator(|p| {
-                p.extract(&HeaderExtractor(&parts.headers))
-            });
-            let _ = span.set_parent(parent);
-            if let Some(r) = &route {
-                span.record(semconv::HTTP_ROUTE, r.as_str());
-            }
-            if method == "_OTHER" {
-                span.set_attribute(
-                    semconv::HTTP_REQUEST_METHOD_ORIGINAL,
-                    parts.method.to_string(),
-                );
-            }
-            let host = parts.uri.host().map(str::to_owned).or_else(|| {
-                let h = parts.headers.get(http::header::HOST)?.to_str().ok()?;
-                Some(h.rsplit_once(':').map_or(h, |(host, _)| host).to_owned())
-            });
-            if let Some(h) = host {
-                span.record(semconv::SERVER_ADDRESS, h.as_str());
-            }
-            if let Some(ua) = parts
-                .headers
-                .get(http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-            {
-                span.record(semconv::USER_AGENT_ORIGINAL, ua);
-            }
-            capture_headers(
-                &span,
-                "http.request.header",
-                &config.request_headers,
-                &parts.headers,
-            );
-            if let Some(hook) = &config.on_request {
-                hook(&parts, &span);
-            }
-        }
-        let request_size = body.size_hint().exact().or_else(|| {
-            parts
-                .headers
-                .get(http::header::CONTENT_LENGTH)?
-                .to_str()
-                .ok()?
-                .parse()
-                .ok()
+        // The span is built with the OpenTelemetry API directly: one allocation for its
+        // attributes instead of a tracing span's per-field visits. Handler spans
+        // (`#[instrument]`) and logs find it as the current context while the handler runs.
+        let parent = opentelemetry::global::get_text_map_propagator(|p| {
+            p.extract(&HeaderExtractor(&parts.headers))
         });
+        let mut attributes = Vec::with_capacity(10 + config.request_headers.len());
+        attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
+        if method == "_OTHER" {
+            attributes.push(KeyValue::new(
+                semconv::HTTP_REQUEST_METHOD_ORIGINAL,
+                parts.method.to_string(),
+            ));
+        }
+        if let Some(r) = &route {
+            attributes.push(KeyValue::new(semconv::HTTP_ROUTE, r.clone()));
+        }
+        attributes.push(KeyValue::new(
+            semconv::URL_PATH,
+            parts.uri.path().to_owned(),
+        ));
+        attributes.push(KeyValue::new(semconv::URL_SCHEME, scheme));
+        attributes.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, version));
+        let host = parts.uri.host().or_else(|| {
+            let h = parts.headers.get(http::header::HOST)?.to_str().ok()?;
+            Some(h.rsplit_once(':').map_or(h, |(host, _)| host))
+        });
+        if let Some(h) = host {
+            attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, h.to_owned()));
+        }
+        if let Some(ua) = parts
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+        {
+            attributes.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, ua.to_owned()));
+        }
+        header_attributes(
+            &mut attributes,
+            "http.request.header",
+            &config.request_headers,
+            &parts.headers,
+        );
+        if let Some(hook) = &config.on_request {
+            hook(&parts, &mut attributes);
+        }
+        let span = config.tracer().build_with_context(
+            SpanBuilder::from_name(name)
+                .with_kind(SpanKind::Server)
+                .with_attributes(attributes),
+            &parent,
+        );
+        let cx = parent.with_span(span);
+        let request_size = if config.body_sizes {
+            body.size_hint().exact().or_else(|| {
+                parts
+                    .headers
+                    .get(http::header::CONTENT_LENGTH)?
+                    .to_str()
+                    .ok()?
+                    .parse()
+                    .ok()
+            })
+        } else {
+            None
+        };
         let active_attributes = [
             KeyValue::new(semconv::HTTP_REQUEST_METHOD, method),
             KeyValue::new(semconv::URL_SCHEME, scheme),
@@ -345,35 +381,40 @@ where
             attributes: active_attributes,
         };
         let fut = {
-            let _entered = span.enter();
+            let _attached = cx.clone().attach();
             self.inner.call(Request::from_parts(parts, body))
         };
         Box::pin(async move {
             let _active = active;
-            // The panic is caught and logged inside the span, so the log record carries its ids.
-            let outcome = async move {
-                AssertUnwindSafe(fut).catch_unwind().await.map_err(|panic| {
-                    let message = panic_message(&panic);
-                    tracing::error!(
-                        target: "lookout_tower",
-                        panic = %message,
-                        "the handler panicked; answering 500: {message}"
-                    );
+            // Caught and logged inside the request's context, so the log record carries its ids.
+            let outcome = AssertUnwindSafe(fut)
+                .catch_unwind()
+                .map(|r| {
+                    r.map_err(|panic| {
+                        let message = panic_message(&panic);
+                        tracing::error!(
+                            target: "lookout_tower",
+                            panic = %message,
+                            "the handler panicked; answering 500: {message}"
+                        );
+                    })
                 })
-            }
-            .instrument(span.clone())
-            .await;
+                .with_context(cx.clone())
+                .await;
+            let span = cx.span();
             let (result, status, error_type) = match outcome {
                 Ok(Ok(resp)) => {
                     let code = resp.status().as_u16();
                     let error = (code >= 500).then(|| code.to_string());
-                    if !span.is_disabled() {
-                        capture_headers(
-                            &span,
+                    if !config.response_headers.is_empty() && span.is_recording() {
+                        let mut attrs = Vec::new();
+                        header_attributes(
+                            &mut attrs,
                             "http.response.header",
                             &config.response_headers,
                             resp.headers(),
                         );
+                        span.set_attributes(attrs);
                     }
                     (Ok(resp), Some(code), error)
                 }
@@ -389,12 +430,16 @@ where
                 }
             };
             if let Some(code) = status {
-                span.record(semconv::HTTP_RESPONSE_STATUS_CODE, code);
+                span.set_attribute(KeyValue::new(
+                    semconv::HTTP_RESPONSE_STATUS_CODE,
+                    i64::from(code),
+                ));
             }
             if let Some(t) = &error_type {
-                span.record(semconv::ERROR_TYPE, t.as_str());
-                span.record("otel.status_code", "ERROR");
+                span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, t.clone()));
+                span.set_status(Status::error(t.clone()));
             }
+            span.end();
             let mut attributes = Vec::with_capacity(6);
             attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
             attributes.push(KeyValue::new(semconv::URL_SCHEME, scheme));
@@ -418,7 +463,8 @@ where
             if let Some(n) = request_size {
                 instruments.request_size.record(n, &attributes);
             }
-            if let Ok(resp) = &result
+            if config.body_sizes
+                && let Ok(resp) = &result
                 && let Some(n) = resp.body().size_hint().exact()
             {
                 instruments.response_size.record(n, &attributes);

@@ -1,0 +1,209 @@
+//! Run with: `cd benches/http-peers && cargo run --release` (needs `wrk` and the rotel collector:
+//! run `./scripts/test` once, or set `LOOKOUT_ROTEL_AGENT`).
+//!
+//! A hello-world axum handler served three ways, each in its own process with one Tokio worker,
+//! exporting over OTLP/gRPC to a real collector (rotel, blackhole exporter):
+//! - `bare`: no instrumentation;
+//! - `lookout`: `lookout::init()` + `lookout_tower::HttpServerLayer` (span + metrics);
+//! - `peer`: `init_tracing_opentelemetry::TracingConfig::production()` + axum-tracing-opentelemetry's
+//!   `OtelAxumLayer` and `OtelInResponseLayer` (span only).
+//!
+//! Each is loaded with `wrk -t1 -c32 -d{SECS}s --latency` (wrk on the other core), in the order
+//! bare, lookout, peer, repeated `ROUNDS` times; the table has requests/s and p99 per run and the
+//! ratios to bare, first with every request sampled and exported, then with a 1 % parent-based
+//! sample. `BENCH_SECS` (default 10) and `BENCH_ROUNDS` (default 2) change the run.
+//!
+//! Diagnostics: `serve layer-only ADDR` (the layer with no SDK installed) and `micro` (the layer's
+//! cost per call on a `service_fn`, no network).
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+
+const MODES: [&str; 3] = ["bare", "lookout", "peer"];
+
+fn app() -> Router {
+    Router::new().route("/hello/{name}", get(|| async { "Hello, world!" }))
+}
+
+async fn serve(mode: &str, addr: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    match mode {
+        "bare" => axum::serve(listener, app()).await?,
+        "lookout" => {
+            let _telemetry = lookout::init()?;
+            let router = app().layer(lookout_tower::HttpServerLayer::new());
+            axum::serve(listener, router).await?
+        }
+        // Diagnostic: the layer with no SDK installed (no-op tracer and meter).
+        "layer-only" => {
+            axum::serve(listener, app().layer(lookout_tower::HttpServerLayer::new())).await?
+        }
+        "noop-layer" => {
+            let router = app().layer(tower::util::MapRequestLayer::new(
+                |r: axum::extract::Request| r,
+            ));
+            axum::serve(listener, router).await?
+        }
+        "peer" => {
+            let _guard =
+                init_tracing_opentelemetry::TracingConfig::production().init_subscriber()?;
+            let router = app()
+                .layer(axum_tracing_opentelemetry::middleware::OtelInResponseLayer)
+                .layer(axum_tracing_opentelemetry::middleware::OtelAxumLayer::default());
+            axum::serve(listener, router).await?
+        }
+        other => return Err(format!("unknown mode {other}: use bare, lookout or peer").into()),
+    }
+    Ok(())
+}
+
+fn wait_for_port(addr: &str) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "server on {addr} did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn field(report: &str, prefix: &str) -> Option<f64> {
+    let line = report
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(prefix))?;
+    let value = line
+        .split_whitespace()
+        .nth(prefix.split_whitespace().count())?;
+    let (number, scale) = if let Some(v) = value.strip_suffix("us") {
+        (v, 0.001)
+    } else if let Some(v) = value.strip_suffix("ms") {
+        (v, 1.0)
+    } else if let Some(v) = value.strip_suffix('s') {
+        (v, 1000.0)
+    } else {
+        (value, 1.0)
+    };
+    number.parse::<f64>().ok().map(|n| n * scale)
+}
+
+fn run_all() -> Result<(), Box<dyn std::error::Error>> {
+    let secs: u64 = std::env::var("BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
+    let collector = lookout_testing::Collector::start()?;
+    let exe = std::env::current_exe()?;
+    // Every request traced and exported, then a production-like 1 % sample (parent-based).
+    let scenarios = [("every request sampled", "1.0"), ("1 % sampled", "0.01")];
+    for (scenario, ratio) in scenarios {
+        let mut results: Vec<(String, f64, f64)> = Vec::new();
+        for round in 1..=rounds {
+            for mode in MODES {
+                let addr = format!("127.0.0.1:{}", lookout_testing::free_port());
+                let child = Command::new(&exe)
+                    .args(["serve", mode, &addr])
+                    .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector.grpc_endpoint())
+                    .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+                    .env("OTEL_SERVICE_NAME", format!("bench-{mode}"))
+                    .env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+                    .env("OTEL_TRACES_SAMPLER_ARG", ratio)
+                    .env("LOOKOUT_CONSOLE", "off")
+                    .env("RUST_LOG", "info")
+                    .env("TOKIO_WORKER_THREADS", "1")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()?;
+                let _server = Killed(child);
+                wait_for_port(&addr);
+                let out = Command::new("wrk")
+                    .args([
+                        "-t1",
+                        "-c32",
+                        &format!("-d{secs}s"),
+                        "--latency",
+                        &format!("http://{addr}/hello/world"),
+                    ])
+                    .output()?;
+                let report = String::from_utf8_lossy(&out.stdout);
+                let rps = field(&report, "Requests/sec:").unwrap_or(f64::NAN);
+                let p99 = field(&report, "99%").unwrap_or(f64::NAN);
+                eprintln!("{scenario}, round {round} {mode}: {rps:.0} req/s, p99 {p99:.2} ms");
+                results.push((mode.to_owned(), rps, p99));
+            }
+        }
+        println!("\n{scenario}:\n");
+        println!(
+            "| run | bare req/s (p99) | lookout-tower req/s (p99) | peer req/s (p99) | lookout/bare | peer/bare |"
+        );
+        println!("|---|---|---|---|---|---|");
+        for (i, chunk) in results.chunks(3).enumerate() {
+            let [b, l, p] = [&chunk[0], &chunk[1], &chunk[2]];
+            println!(
+                "| {} | {:.0} ({:.2} ms) | {:.0} ({:.2} ms) | {:.0} ({:.2} ms) | {:.1} % | {:.1} % |",
+                i + 1,
+                b.1,
+                b.2,
+                l.1,
+                l.2,
+                p.1,
+                p.2,
+                100.0 * l.1 / b.1,
+                100.0 * p.1 / b.1
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("micro") {
+        // Diagnostic: the layer's own cost per call, no network.
+        use tower::{Service, ServiceExt};
+        let rt = tokio::runtime::Builder::new_current_thread().build()?;
+        rt.block_on(async {
+            let inner = tower::service_fn(|_req: axum::extract::Request| async {
+                Ok::<_, std::convert::Infallible>(axum::response::Response::new(axum::body::Body::from("Hello, world!")))
+            });
+            let mut svc = tower::Layer::layer(&lookout_tower::HttpServerLayer::new(), inner);
+            let n = 1_000_000;
+            let start = Instant::now();
+            for _ in 0..n {
+                let req = axum::http::Request::get("/hello/world")
+                    .header("host", "127.0.0.1:8080")
+                    .header("user-agent", "wrk")
+                    .body(axum::body::Body::empty())
+                    .unwrap();
+                let _ = svc.ready().await.unwrap().call(req).await;
+            }
+            println!("{:.0} ns per call", start.elapsed().as_nanos() as f64 / n as f64);
+        });
+        return Ok(());
+    }
+    if args.get(1).map(String::as_str) == Some("serve") {
+        let (mode, addr) = (args[2].clone(), args[3].clone());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        return rt.block_on(serve(&mode, &addr));
+    }
+    run_all()
+}
