@@ -13,7 +13,8 @@
 //! ratios to bare, first with every request sampled and exported, then with a 1 % parent-based
 //! sample. `BENCH_SECS` (default 10) and `BENCH_ROUNDS` (default 2) change the run.
 //!
-//! Diagnostics: `serve layer-only ADDR` (the layer with no SDK installed) and `micro` (the layer's
+//! Diagnostics (`micro sdk` installs lookout first): `serve layer-only ADDR` (the layer with no SDK installed), `serve init-only ADDR`
+//! (`lookout::init()` with no layer), `serve noop-layer ADDR` (an identity tower layer) and `micro` (the layer's
 //! cost per call on a `service_fn`, no network).
 
 use std::process::{Child, Command, Stdio};
@@ -36,6 +37,11 @@ async fn serve(mode: &str, addr: &str) -> Result<(), Box<dyn std::error::Error>>
             let _telemetry = lookout::init()?;
             let router = app().layer(lookout_tower::HttpServerLayer::new());
             axum::serve(listener, router).await?
+        }
+        // Diagnostic: lookout installed, no layer (what the SDK and subscriber cost by themselves).
+        "init-only" => {
+            let _telemetry = lookout::init()?;
+            axum::serve(listener, app()).await?
         }
         // Diagnostic: the layer with no SDK installed (no-op tracer and meter).
         "layer-only" => {
@@ -178,6 +184,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Diagnostic: the layer's own cost per call, no network.
         use tower::{Service, ServiceExt};
         let rt = tokio::runtime::Builder::new_current_thread().build()?;
+        // `micro sdk`: with `lookout::init()` (configured by the OTEL_* environment).
+        let _telemetry = match args.get(2).map(String::as_str) {
+            Some("sdk") => Some(lookout::init()?),
+            _ => None,
+        };
         rt.block_on(async {
             let inner = tower::service_fn(|_req: axum::extract::Request| async {
                 Ok::<_, std::convert::Infallible>(axum::response::Response::new(axum::body::Body::from("Hello, world!")))

@@ -4,7 +4,7 @@ mod client;
 mod server;
 
 pub use client::{ClientRequest, ClientResponse, HttpClient, HttpClientLayer};
-pub use server::{DEFAULT_SKIP, HttpServer, HttpServerLayer};
+pub use server::{DEFAULT_SKIP, HttpServer, HttpServerFuture, HttpServerLayer};
 
 use http::{HeaderMap, HeaderName, Method, Version};
 
