@@ -712,7 +712,7 @@ async fn execute(shared: Arc<Shared>, run: Run) {
         cleanup.items.remaining = Empty,
         error.type = Empty,
         otel.status_code = Empty,
-        otel.status_message = Empty,
+        otel.status_description = Empty,
     );
     let deadline = run.started + shared.deadline;
     let ctx = RunContext::new(RunSettings {
@@ -763,7 +763,8 @@ async fn execute(shared: Arc<Shared>, run: Run) {
                     Some(stats),
                     Some(("cancelled".into(), why.into())),
                 )
-            } else if timed_out {
+            } else if timed_out || Instant::now() > deadline {
+                // (Past the deadline without having been told: the run never yielded.)
                 let message = format!(
                     "returned after its deadline of {}",
                     fmt_duration(shared.deadline)
@@ -827,7 +828,7 @@ async fn execute(shared: Arc<Shared>, run: Run) {
         }
         if outcome.is_failure() {
             span.record("otel.status_code", "ERROR");
-            span.record("otel.status_message", message.as_str());
+            span.record("otel.status_description", message.as_str());
         }
     }
 
