@@ -1002,7 +1002,10 @@ async fn schedule_loop(shared: Arc<Shared>) {
 /// - **Degraded**: the job is paused, the last run failed (fewer times than that), the last
 ///   run was `Partial`, or it is late: no successful run for the period plus the grace (counted
 ///   from the first tick before the first run);
-/// - **Up** otherwise. Details: consecutive failures, backlog, the last success's age.
+/// - **Up** otherwise.
+///
+/// The observed value is the backlog (`{item}`); details: consecutive failures, runs in progress,
+/// the last success's age.
 #[derive(Clone)]
 pub struct JobHealth {
     shared: Arc<Shared>,
@@ -1076,6 +1079,7 @@ impl JobHealth {
             CheckResult::up()
         };
         let mut result = result
+            .with_observed(st.backlog, "{item}")
             .with_detail("consecutive_failures", st.consecutive_failures)
             .with_detail("backlog", st.backlog)
             .with_detail("in_progress", st.running.len());

@@ -1,5 +1,7 @@
 //! The job's dead man's switch: on time, late, failing, down, stuck, recovered.
 
+#![allow(clippy::unwrap_used)] // In tests a panic is the failure report.
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;

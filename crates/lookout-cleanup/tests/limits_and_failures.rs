@@ -1,5 +1,7 @@
 //! Deadlines, budgets, panics and shutdown.
 
+#![allow(clippy::unwrap_used)] // In tests a panic is the failure report.
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -1,6 +1,8 @@
 //! Schedules, overlap policies, missed ticks, manual control and settings validation.
 //! Tokio's paused clock makes the timings exact; nothing here waits in real time but the cron test.
 
+#![allow(clippy::unwrap_used)] // In tests a panic is the failure report.
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

@@ -1,5 +1,7 @@
 //! Metrics (at zero from the start, exact after runs) and the run spans as exported.
 
+#![allow(clippy::unwrap_used)] // In tests a panic is the failure report.
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

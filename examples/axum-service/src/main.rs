@@ -12,10 +12,11 @@
 //! `LOOKOUT_ADMIN_TOKEN=t cargo run -p example-axum-service` then
 //! `curl -s -H 'authorization: Bearer t' -H 'accept: application/health+json' localhost:9464/health`.
 //!
+//! Expired sessions are deleted by a `lookout-cleanup` job every `SESSION_CLEANUP_INTERVAL`
+//! (default `60s`), in batches, with its span, `cleanup.*` metrics and a readiness check.
+//!
 //! On SIGINT/SIGTERM readiness turns OUT_OF_SERVICE, the service keeps serving for the drain delay
 //! (`SHUTDOWN_DRAIN`, default `5s`), then stops and flushes its telemetry.
-
-mod store;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,7 +31,8 @@ use lookout_health::http::{HttpOptions, ShowDetails};
 use lookout_health::{Check, Health, checks};
 use serde_json::json;
 
-use store::Store;
+use example_axum_service::cleanup;
+use example_axum_service::store::{self, Store};
 
 const SESSION_TTL: Duration = Duration::from_secs(30 * 60);
 
@@ -49,7 +51,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let db_path = std::env::var("SESSIONS_DB").unwrap_or_else(|_| ":memory:".into());
     let store = Store::open(&db_path)?;
 
+    let cleanup_interval = humantime::parse_duration(
+        &std::env::var("SESSION_CLEANUP_INTERVAL").unwrap_or_else(|_| "60s".into()),
+    )
+    .map_err(|e| format!("SESSION_CLEANUP_INTERVAL: {e}: use a duration such as 60s, 2s or 5m"))?;
+    let cleanup = cleanup::spawn(store.clone(), cleanup_interval)?;
+
     let health = health(&store, drain)?;
+    // The cleanup job's dead man's switch, in readiness (optional: a late cleanup alerts but
+    // does not take the service out of its load balancer).
+    health.register(cleanup.check())?;
     let api = Router::new()
         .route("/sessions", post(create_session))
         .route("/sessions/{id}", get(get_session).delete(delete_session))
@@ -85,7 +96,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         drain_ms = drain.as_millis() as u64,
         "shutdown requested: draining"
     );
-    health.shutdown().await; // readiness OUT_OF_SERVICE for the drain delay, still serving
+    // Readiness OUT_OF_SERVICE for the drain delay (still serving) while a cleanup run in
+    // progress gets the same time to finish.
+    let (_, report) = tokio::join!(health.shutdown(), cleanup.shutdown(drain));
+    tracing::info!(cancelled = report.cancelled, "session cleanup stopped");
     let _ = stop_tx.send(true);
     api_server.await??;
     admin_server.await??;

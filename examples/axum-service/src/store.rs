@@ -6,20 +6,25 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+/// A database operation failed.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum StoreError {
+pub enum StoreError {
+    /// SQLite said no.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The blocking task running the query failed.
     #[error("database task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
 }
 
+/// The sessions table.
 #[derive(Debug, Clone)]
-pub(crate) struct Store {
+pub struct Store {
     conn: Arc<Mutex<Connection>>,
 }
 
-pub(crate) fn unix_now() -> i64 {
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -27,7 +32,7 @@ pub(crate) fn unix_now() -> i64 {
 
 impl Store {
     /// Opens (or creates) the database at `path` (`:memory:` for an in-memory one).
-    pub(crate) fn open(path: &str) -> Result<Store, StoreError> {
+    pub fn open(path: &str) -> Result<Store, StoreError> {
         let conn = Connection::open(path)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
@@ -59,11 +64,7 @@ impl Store {
 
     /// Creates a session for `user` that expires after `ttl`; returns its id and expiry.
     #[tracing::instrument(skip(self), err)]
-    pub(crate) async fn create(
-        &self,
-        user: String,
-        ttl: Duration,
-    ) -> Result<(String, i64), StoreError> {
+    pub async fn create(&self, user: String, ttl: Duration) -> Result<(String, i64), StoreError> {
         let id = uuid::Uuid::new_v4().to_string();
         let expires_at = unix_now() + ttl.as_secs() as i64;
         let sid = id.clone();
@@ -79,7 +80,7 @@ impl Store {
 
     /// The user of a live (unexpired) session.
     #[tracing::instrument(skip(self), err)]
-    pub(crate) async fn get(&self, id: String) -> Result<Option<(String, i64)>, StoreError> {
+    pub async fn get(&self, id: String) -> Result<Option<(String, i64)>, StoreError> {
         let now = unix_now();
         self.with(move |c| {
             c.query_row(
@@ -94,14 +95,63 @@ impl Store {
 
     /// Deletes a session; whether it existed.
     #[tracing::instrument(skip(self), err)]
-    pub(crate) async fn delete(&self, id: String) -> Result<bool, StoreError> {
+    pub async fn delete(&self, id: String) -> Result<bool, StoreError> {
         self.with(move |c| c.execute("DELETE FROM sessions WHERE id = ?1", params![id]))
             .await
             .map(|n| n > 0)
     }
 
+    /// Deletes up to `limit` expired sessions; returns how many it deleted and how many expired
+    /// ones are left. One batch is one statement under the connection's lock, so a batch's size
+    /// bounds how long API requests wait behind the cleanup.
+    pub async fn delete_expired(&self, limit: u64) -> Result<(u64, u64), StoreError> {
+        let now = unix_now();
+        self.with(move |c| {
+            let deleted = c.execute(
+                "DELETE FROM sessions WHERE rowid IN \
+                 (SELECT rowid FROM sessions WHERE expires_at <= ?1 LIMIT ?2)",
+                params![now, limit as i64],
+            )?;
+            let left: i64 = c.query_row(
+                "SELECT count(*) FROM sessions WHERE expires_at <= ?1",
+                params![now],
+                |r| r.get(0),
+            )?;
+            Ok((deleted as u64, left as u64))
+        })
+        .await
+    }
+
+    /// Inserts `n` sessions expiring at `expires_at` in one transaction (for tests and
+    /// benchmarks that need a large table).
+    pub async fn insert_many(&self, n: u64, expires_at: i64) -> Result<(), StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+            let tx = conn.transaction()?;
+            {
+                let mut insert = tx.prepare(
+                    "INSERT INTO sessions (id, user, expires_at) VALUES (?1, 'bulk', ?2)",
+                )?;
+                for _ in 0..n {
+                    insert.execute(params![uuid::Uuid::new_v4().to_string(), expires_at])?;
+                }
+            }
+            tx.commit()
+        })
+        .await??;
+        Ok(())
+    }
+
+    /// Sessions in the table, expired or not.
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        self.with(|c| c.query_row("SELECT count(*) FROM sessions", [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(|n| n as u64)
+    }
+
     /// A round trip through the database, for the readiness check.
-    pub(crate) async fn ping(&self) -> Result<(), StoreError> {
+    pub async fn ping(&self) -> Result<(), StoreError> {
         self.with(|c| c.query_row("SELECT count(*) FROM sessions LIMIT 1", [], |_| Ok(())))
             .await
     }
