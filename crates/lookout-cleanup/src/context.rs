@@ -50,27 +50,19 @@ pub struct RunContext {
 }
 
 struct Inner {
-    job: Arc<str>,
-    run_id: u64,
-    trigger: Trigger,
-    cancel: CancellationToken,
-    started: Instant,
-    deadline: Option<Instant>,
-    item_budget: Option<u64>,
-    time_budget: Option<Duration>,
-    span: tracing::Span,
+    settings: RunSettings,
     batches: AtomicU64,
 }
 
 impl fmt::Debug for RunContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RunContext")
-            .field("job", &self.inner.job)
-            .field("run_id", &self.inner.run_id)
-            .field("trigger", &self.inner.trigger)
+            .field("job", &self.inner.settings.job)
+            .field("run_id", &self.inner.settings.run_id)
+            .field("trigger", &self.inner.settings.trigger)
             .field("cancelled", &self.is_cancelled())
-            .field("item_budget", &self.inner.item_budget)
-            .field("time_budget", &self.inner.time_budget)
+            .field("item_budget", &self.inner.settings.item_budget)
+            .field("time_budget", &self.inner.settings.time_budget)
             .finish_non_exhaustive()
     }
 }
@@ -88,18 +80,10 @@ pub(crate) struct RunSettings {
 }
 
 impl RunContext {
-    pub(crate) fn new(s: RunSettings) -> RunContext {
+    pub(crate) fn new(settings: RunSettings) -> RunContext {
         RunContext {
             inner: Arc::new(Inner {
-                job: s.job,
-                run_id: s.run_id,
-                trigger: s.trigger,
-                cancel: s.cancel,
-                started: s.started,
-                deadline: s.deadline,
-                item_budget: s.item_budget,
-                time_budget: s.time_budget,
-                span: s.span,
+                settings,
                 batches: AtomicU64::new(0),
             }),
         }
@@ -107,37 +91,37 @@ impl RunContext {
 
     /// The job's name.
     pub fn job(&self) -> &str {
-        &self.inner.job
+        &self.inner.settings.job
     }
 
     /// This run's id (1, 2, ... within the job).
     pub fn run_id(&self) -> u64 {
-        self.inner.run_id
+        self.inner.settings.run_id
     }
 
     /// What started this run.
     pub fn trigger(&self) -> Trigger {
-        self.inner.trigger
+        self.inner.settings.trigger
     }
 
     /// Whether the run has been asked to stop (deadline, shutdown, or replaced).
     pub fn is_cancelled(&self) -> bool {
-        self.inner.cancel.is_cancelled()
+        self.inner.settings.cancel.is_cancelled()
     }
 
     /// Completes when the run is asked to stop.
     pub async fn cancelled(&self) {
-        self.inner.cancel.cancelled().await;
+        self.inner.settings.cancel.cancelled().await;
     }
 
     /// When the run will be asked to stop, if it has a deadline.
     pub fn deadline(&self) -> Option<Instant> {
-        self.inner.deadline
+        self.inner.settings.deadline
     }
 
     /// At most this many items per run, if the job has an item budget.
     pub fn item_budget(&self) -> Option<u64> {
-        self.inner.item_budget
+        self.inner.settings.item_budget
     }
 
     /// Whether to take another batch, having processed `items_done` items: false once the run is
@@ -146,17 +130,20 @@ impl RunContext {
         if self.is_cancelled() {
             return false;
         }
-        if let Some(t) = self.inner.time_budget
-            && self.inner.started.elapsed() >= t
+        if let Some(t) = self.inner.settings.time_budget
+            && self.inner.settings.started.elapsed() >= t
         {
             return false;
         }
-        self.inner.item_budget.is_none_or(|b| items_done < b)
+        self.inner
+            .settings
+            .item_budget
+            .is_none_or(|b| items_done < b)
     }
 
     /// The next batch's size: `preferred`, or less when the item budget has less left.
     pub fn batch_size(&self, preferred: u64, items_done: u64) -> u64 {
-        match self.inner.item_budget {
+        match self.inner.settings.item_budget {
             Some(b) => preferred.min(b.saturating_sub(items_done)),
             None => preferred,
         }
@@ -165,7 +152,7 @@ impl RunContext {
     /// The run's span (`cleanup.run`); work done inside `.instrument(ctx.span().clone())` or
     /// `#[instrument]` functions called from the run is already its child.
     pub fn span(&self) -> &tracing::Span {
-        &self.inner.span
+        &self.inner.settings.span
     }
 
     /// A child span `cleanup.batch` with the batch's index (0, 1, ...), for one batch of work:
@@ -174,9 +161,9 @@ impl RunContext {
         let index = self.inner.batches.fetch_add(1, Ordering::Relaxed);
         tracing::info_span!(
             target: "lookout_cleanup",
-            parent: &self.inner.span,
+            parent: &self.inner.settings.span,
             "cleanup.batch",
-            cleanup.job.name = %self.inner.job,
+            cleanup.job.name = %self.inner.settings.job,
             cleanup.batch.index = index,
         )
     }

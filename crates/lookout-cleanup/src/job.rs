@@ -161,23 +161,19 @@ impl JobBuilder {
     pub fn spawn(mut self, task: impl CleanupTask) -> Result<Job, BuildError> {
         let name = self.name.trim().to_owned();
         let mut problems = std::mem::take(&mut self.problems);
+        // Only `cron` adds problems before `spawn`: an invalid expression is its own report.
+        let cron_rejected = !problems.is_empty();
         if name.is_empty() {
             problems.push(
                 "the name is empty: give the job a name such as \"session-cleanup\"".to_owned(),
             );
         }
-        let schedule = match self.schedule.take() {
-            Some(s) => Some(s),
-            None => {
-                if problems.iter().all(|p| !p.contains("cron")) {
-                    problems.push(
-                        "no schedule: call .every(period), .after_each(delay) or .cron(expr)"
-                            .to_owned(),
-                    );
-                }
-                None
-            }
-        };
+        let schedule = self.schedule.take();
+        if schedule.is_none() && !cron_rejected {
+            problems.push(
+                "no schedule: call .every(period), .after_each(delay) or .cron(expr)".to_owned(),
+            );
+        }
         if let Some(Schedule::Every(p) | Schedule::AfterEach(p)) = &schedule {
             if p.is_zero() {
                 problems.push("the period is zero: give a period such as 60s".to_owned());
@@ -833,7 +829,7 @@ async fn execute(shared: Arc<Shared>, run: Run) {
     }
 
     let ended_at = SystemTime::now();
-    let finished = {
+    let (last_success_unix, consecutive_failures) = {
         let mut st = shared.lock();
         st.running.remove(&run.id);
         st.runs_by_outcome[outcome.index()] += 1;
@@ -872,18 +868,18 @@ async fn execute(shared: Arc<Shared>, run: Run) {
         };
         shared.push_history(&mut st, record);
         shared.instruments.in_progress(st.running.len());
-        Finished {
-            outcome,
-            duration_secs: duration.as_secs_f64(),
-            stats: None,
-            ended_unix: unix_secs(ended_at),
-            last_success_unix: st.last_success.map(|(t, _)| unix_secs(t)),
-            consecutive_failures: st.consecutive_failures,
-        }
+        (
+            st.last_success.map(|(t, _)| unix_secs(t)),
+            st.consecutive_failures,
+        )
     };
     shared.instruments.finished(&Finished {
+        outcome,
+        duration_secs: duration.as_secs_f64(),
         stats: stats.as_ref(),
-        ..finished
+        ended_unix: unix_secs(ended_at),
+        last_success_unix,
+        consecutive_failures,
     });
     shared.finished.notify_waiters();
 
@@ -1035,10 +1031,8 @@ impl JobHealth {
         let reference = st
             .last_success
             .map_or(shared.created + shared.initial_delay, |(_, at)| at);
-        let late_by = now
-            .saturating_duration_since(reference)
-            .checked_sub(shared.period + shared.grace)
-            .filter(|d| !d.is_zero());
+        let without_success = now.saturating_duration_since(reference);
+        let late = without_success > shared.period + shared.grace;
         let result = if let Some((id, running_for)) = stuck {
             CheckResult::down(format!(
                 "run {id} stuck: running for {}, past its deadline of {} plus grace {}",
@@ -1067,10 +1061,10 @@ impl JobHealth {
             ))
         } else if let Some((Outcome::Partial, failed, _)) = &st.last {
             CheckResult::degraded(format!("the last run could not remove {failed} item(s)"))
-        } else if let Some(late) = late_by {
+        } else if late {
             CheckResult::degraded(format!(
                 "late: no successful run for {} (expected every {}, grace {})",
-                fmt_duration(round_ms(late + shared.period + shared.grace)),
+                fmt_duration(round_ms(without_success)),
                 fmt_duration(shared.period),
                 fmt_duration(shared.grace)
             ))
