@@ -6,6 +6,7 @@ mod console;
 mod error;
 mod export;
 mod limits;
+pub mod metrics;
 mod propagation;
 mod resource;
 mod stats;
@@ -20,7 +21,17 @@ pub use config::{
 pub use error::{InitError, ShutdownError};
 pub use propagation::propagator;
 pub use stats::{LastError, SignalStats, Stats, stats};
+pub use metrics::{Timer, timer};
 pub use telemetry::{ShutdownReport, SignalReport, Telemetry, TelemetryBuilder, init};
+
+#[cfg(feature = "macros")]
+pub use lookout_macros::measured;
+
+/// What `#[measured]` expands to; not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::metrics::measure::{Callsite, Guard, IsResult, NotResult, Outcome, Probe};
+}
 
 // The exact versions lookout is built with, so users never mix incompatible ones.
 pub use opentelemetry;

@@ -87,6 +87,23 @@ pub struct TelemetryBuilder {
 }
 
 impl TelemetryBuilder {
+    /// Records process metrics (CPU time and utilisation, memory, file descriptors, threads,
+    /// uptime, per the semantic conventions) and, when `init` runs inside a tokio runtime, that
+    /// runtime's metrics (workers, alive tasks, global queue depth, busy time and ratio). Off by
+    /// default. If `/proc` cannot be read, init warns and goes on without the process figures.
+    pub fn process_metrics(mut self) -> Self {
+        self.o.process_metrics = true;
+        self
+    }
+
+    /// Attribute sets per metric instrument (default 2000, the specification's); measurements
+    /// with further sets go to one series with `otel.metric.overflow = true`, so a label with
+    /// unbounded values cannot exhaust memory. Values below 1 are raised to 1.
+    pub fn cardinality_limit(mut self, limit: usize) -> Self {
+        self.o.cardinality_limit = Some(limit.max(1));
+        self
+    }
+
     /// `service.name` (`OTEL_SERVICE_NAME`).
     pub fn service_name(mut self, name: impl Into<String>) -> Self {
         self.o.service_name = Some(name.into());
@@ -278,8 +295,11 @@ impl TelemetryBuilder {
             if let Some(tp) = &p.tracer {
                 opentelemetry::global::set_tracer_provider(tp.clone());
             }
-            if let Some(mp) = &p.meter {
-                opentelemetry::global::set_meter_provider(mp.clone());
+            p.metrics.install();
+            if settings.process_metrics
+                && let Err(e) = p.metrics.register_process_metrics()
+            {
+                tracing::warn!(target: "lookout", "{e}");
             }
         }
 
@@ -376,6 +396,12 @@ impl Telemetry {
         self.lock().providers.as_ref().and_then(|p| p.meter.clone())
     }
 
+    /// The meter provider with its pull reader, for reading metrics back (`None` when the SDK is
+    /// disabled or after shutdown). Built even when no metrics are exported.
+    pub fn metrics(&self) -> Option<crate::metrics::Metrics> {
+        self.lock().providers.as_ref().map(|p| p.metrics.clone())
+    }
+
     /// The logger provider (`None` when logs are disabled or after shutdown).
     pub fn logger_provider(&self) -> Option<SdkLoggerProvider> {
         self.lock()
@@ -430,12 +456,11 @@ impl Telemetry {
                     Box::new(move || drop(lp.shutdown_with_timeout(limit))),
                 );
             }
-            if let Some(mp) = p.meter.clone() {
-                run(
-                    "metrics",
-                    Box::new(move || drop(mp.shutdown_with_timeout(limit))),
-                );
-            }
+            let mp = p.metrics.provider().clone();
+            run(
+                "metrics",
+                Box::new(move || drop(mp.shutdown_with_timeout(limit))),
+            );
             for _ in 0..pending {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if results.recv_timeout(left).is_err() {
@@ -444,6 +469,7 @@ impl Telemetry {
                 }
             }
             p.runtime.stop();
+            crate::metrics::clear_global();
         }
         let report = ShutdownReport::now(started.elapsed());
         let outcome = if !finished_in_time {

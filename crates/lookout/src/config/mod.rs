@@ -205,6 +205,8 @@ pub(crate) struct Settings {
     pub(crate) metric_timeout: Duration,
     pub(crate) temporality: TemporalityPreference,
     pub(crate) histogram_aggregation: HistogramAggregation,
+    pub(crate) cardinality_limit: usize,
+    pub(crate) process_metrics: bool,
     pub(crate) sampler: SamplerConfig,
     pub(crate) propagators: Vec<Propagator>,
     pub(crate) limits: Limits,
@@ -254,6 +256,8 @@ pub(crate) struct Overrides {
     pub(crate) metric_timeout: Option<Duration>,
     pub(crate) temporality: Option<TemporalityPreference>,
     pub(crate) histogram_aggregation: Option<HistogramAggregation>,
+    pub(crate) cardinality_limit: Option<usize>,
+    pub(crate) process_metrics: bool,
     pub(crate) sampler: Option<SamplerConfig>,
     pub(crate) propagators: Option<Vec<Propagator>>,
     pub(crate) limits: Option<Limits>,
@@ -455,6 +459,10 @@ impl Settings {
             metric_timeout,
             temporality,
             histogram_aggregation,
+            cardinality_limit: o
+                .cardinality_limit
+                .unwrap_or(crate::metrics::DEFAULT_CARDINALITY_LIMIT),
+            process_metrics: o.process_metrics,
             sampler,
             propagators,
             limits,

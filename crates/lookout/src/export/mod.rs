@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::{BatchLogProcessor, LogExporter, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::metrics::{
-    Aggregation, Instrument, InstrumentKind, PeriodicReader, SdkMeterProvider, Stream, Temporality,
+    ManualReader, MeterProviderBuilder, PeriodicReader, SdkMeterProvider, Temporality,
 };
 use opentelemetry_sdk::trace::{
     BatchSpanProcessor, Sampler, SdkTracerProvider, SpanExporter, SpanLimits,
@@ -22,6 +23,7 @@ use crate::config::{
     Signal, TemporalityPreference, signal_index,
 };
 use crate::error::InitError;
+use crate::metrics::{Metrics, Shared, StreamPolicy};
 use counted::{Counted, LogIntake, SpanFixups, SpanIntake};
 pub(crate) use runtime::ExportRuntime;
 
@@ -30,6 +32,8 @@ pub(crate) use runtime::ExportRuntime;
 pub(crate) struct Providers {
     pub(crate) tracer: Option<SdkTracerProvider>,
     pub(crate) meter: Option<SdkMeterProvider>,
+    /// The meter provider with its pull reader (built even when no metrics are exported).
+    pub(crate) metrics: Metrics,
     pub(crate) logger: Option<SdkLoggerProvider>,
     pub(crate) runtime: Arc<ExportRuntime>,
 }
@@ -37,11 +41,14 @@ pub(crate) struct Providers {
 pub(crate) fn build(settings: &Settings, resource: &Resource) -> Result<Providers, InitError> {
     let runtime = Arc::new(ExportRuntime::start().map_err(InitError::Runtime)?);
     let tracer = Some(tracer_provider(settings, resource, &runtime)?);
-    let meter = meter_provider(settings, resource, &runtime)?;
+    let metrics = meter_provider(settings, resource, &runtime)?;
+    let meter = (exporter_of(settings, Signal::Metrics).0 != ExporterKind::None)
+        .then(|| metrics.provider().clone());
     let logger = logger_provider(settings, resource, &runtime)?;
     Ok(Providers {
         tracer,
         meter,
+        metrics,
         logger,
         runtime,
     })
@@ -158,30 +165,21 @@ fn meter_provider(
     settings: &Settings,
     resource: &Resource,
     runtime: &Arc<ExportRuntime>,
-) -> Result<Option<SdkMeterProvider>, InitError> {
+) -> Result<Metrics, InitError> {
     let (kind, otlp) = exporter_of(settings, Signal::Metrics);
     let temporality = match settings.temporality {
         TemporalityPreference::Cumulative => Temporality::Cumulative,
         TemporalityPreference::Delta => Temporality::Delta,
         TemporalityPreference::LowMemory => Temporality::LowMemory,
     };
-    let mut builder = SdkMeterProvider::builder().with_resource(resource.clone());
-    if settings.histogram_aggregation == HistogramAggregation::Base2Exponential {
-        builder = builder.with_view(|i: &Instrument| {
-            (i.kind() == InstrumentKind::Histogram)
-                .then(|| {
-                    Stream::builder()
-                        .with_aggregation(Aggregation::Base2ExponentialHistogram {
-                            max_size: 160,
-                            max_scale: 20,
-                            record_min_max: true,
-                        })
-                        .build()
-                        .ok()
-                })
-                .flatten()
-        });
-    }
+    let policy = StreamPolicy {
+        cardinality_limit: settings.cardinality_limit,
+        exponential_histograms: settings.histogram_aggregation
+            == HistogramAggregation::Base2Exponential,
+    };
+    let builder = SdkMeterProvider::builder()
+        .with_resource(resource.clone())
+        .with_view(policy.view());
     let wrap = Wrap {
         signal: Signal::Metrics,
         destination: settings.destination(Signal::Metrics),
@@ -189,25 +187,54 @@ fn meter_provider(
         runtime,
     };
     let interval = settings.metric_interval;
-    let builder = match kind {
-        ExporterKind::Otlp => builder.with_reader(
+    // The pull side reads the exporter's own reader when it aggregates cumulatively (one
+    // aggregation per measurement); otherwise a cumulative reader of its own.
+    fn with_pushed<E>(
+        builder: MeterProviderBuilder,
+        reader: PeriodicReader<E>,
+        cumulative: bool,
+    ) -> (MeterProviderBuilder, Arc<dyn MetricReader>)
+    where
+        E: opentelemetry_sdk::metrics::exporter::PushMetricExporter,
+    {
+        if cumulative {
+            let shared = Arc::new(reader);
+            let pull: Arc<dyn MetricReader> = shared.clone();
+            (builder.with_reader(Shared(shared)), pull)
+        } else {
+            let manual = Arc::new(ManualReader::builder().build());
+            let pull: Arc<dyn MetricReader> = manual.clone();
+            (builder.with_reader(reader).with_reader(Shared(manual)), pull)
+        }
+    }
+    let cumulative = temporality == Temporality::Cumulative;
+    let (builder, pull) = match kind {
+        ExporterKind::Otlp => with_pushed(
+            builder,
             PeriodicReader::builder(wrap.it(otlp_metrics(otlp, temporality, runtime)?))
                 .with_interval(interval)
                 .build(),
+            cumulative,
         ),
         ExporterKind::Console => {
             let exporter = opentelemetry_stdout::MetricExporter::builder()
                 .with_temporality(temporality)
                 .build();
-            builder.with_reader(
+            with_pushed(
+                builder,
                 PeriodicReader::builder(wrap.it(exporter))
                     .with_interval(interval)
                     .build(),
+                cumulative,
             )
         }
-        ExporterKind::None => return Ok(None),
+        ExporterKind::None => {
+            let manual = Arc::new(ManualReader::builder().build());
+            let pull: Arc<dyn MetricReader> = manual.clone();
+            (builder.with_reader(Shared(manual)), pull)
+        }
     };
-    Ok(Some(builder.build()))
+    Ok(Metrics::from_parts(builder.build(), pull))
 }
 
 fn logger_provider(

@@ -1,0 +1,8 @@
+#[lookout::measured]
+const fn answer() -> u32 {
+    42
+}
+
+fn main() {
+    let _ = answer();
+}

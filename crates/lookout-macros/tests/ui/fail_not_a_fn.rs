@@ -1,0 +1,4 @@
+#[lookout::measured]
+struct S;
+
+fn main() {}

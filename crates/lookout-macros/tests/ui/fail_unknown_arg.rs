@@ -1,0 +1,6 @@
+#[lookout::measured(label = "x")]
+fn f() {}
+
+fn main() {
+    f();
+}

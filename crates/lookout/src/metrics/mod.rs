@@ -1,0 +1,174 @@
+//! Metrics read back from the SDK: the pull side of the meter provider (what `/metrics` and the
+//! monitoring JSON render), `#[measured]` and [`timer`](crate::timer), operation statistics,
+//! process and tokio runtime metrics.
+//!
+//! There is one store: the OpenTelemetry SDK's aggregation. [`Metrics::collect`] asks the SDK for
+//! a cumulative snapshot; when the OTLP exporter uses cumulative temporality (the default) the
+//! snapshot is read from the exporter's own reader, so every measurement is aggregated once. With
+//! delta temporality a second, cumulative reader is registered (each measurement then updates two
+//! aggregations).
+
+pub(crate) mod measure;
+mod operations;
+mod process;
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::reader::MetricReader;
+use opentelemetry_sdk::metrics::{
+    Aggregation, Instrument, InstrumentKind, ManualReader, Pipeline, SdkMeterProvider, Stream,
+    Temporality,
+};
+
+pub use measure::{DURATION_BUCKETS, MAX_TIMER_NAMES, Timer, timer};
+pub use operations::{Baseline, OperationStats, operations, operations_since};
+pub use process::ProcessMetricsError;
+
+/// The OpenTelemetry specification's default: at most this many attribute sets per instrument;
+/// further sets are aggregated into one series with `otel.metric.overflow = true`.
+pub const DEFAULT_CARDINALITY_LIMIT: usize = 2000;
+
+/// The attribute the SDK puts on the series that collects measurements past the cardinality
+/// limit.
+pub const OVERFLOW_ATTRIBUTE: &str = "otel.metric.overflow";
+
+/// A meter provider together with a pull reader: what [`crate::init`] builds, and what the admin
+/// endpoints read. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    provider: SdkMeterProvider,
+    pull: Arc<dyn MetricReader>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// How lookout shapes every instrument's stream: the cardinality limit, and base-2 exponential
+/// histograms when asked for. Explicit buckets come from each instrument's advice (lookout's own
+/// duration histograms all give the semantic conventions' seconds buckets).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamPolicy {
+    pub(crate) cardinality_limit: usize,
+    pub(crate) exponential_histograms: bool,
+}
+
+impl StreamPolicy {
+    pub(crate) fn view(self) -> impl Fn(&Instrument) -> Option<Stream> + Send + Sync + 'static {
+        move |i: &Instrument| {
+            let mut stream = Stream::builder().with_cardinality_limit(self.cardinality_limit);
+            if i.kind() == InstrumentKind::Histogram && self.exponential_histograms {
+                stream = stream.with_aggregation(Aggregation::Base2ExponentialHistogram {
+                    max_size: 160,
+                    max_scale: 20,
+                    record_min_max: true,
+                });
+            }
+            stream.build().ok()
+        }
+    }
+}
+
+impl Default for StreamPolicy {
+    fn default() -> Self {
+        StreamPolicy {
+            cardinality_limit: DEFAULT_CARDINALITY_LIMIT,
+            exponential_histograms: false,
+        }
+    }
+}
+
+/// Shares one reader between the provider (which drives it) and the pull side.
+#[derive(Debug, Clone)]
+pub(crate) struct Shared<R>(pub(crate) Arc<R>);
+
+impl<R: MetricReader> MetricReader for Shared<R> {
+    fn register_pipeline(&self, pipeline: std::sync::Weak<Pipeline>) {
+        self.0.register_pipeline(pipeline);
+    }
+    fn collect(&self, rm: &mut ResourceMetrics) -> OTelSdkResult {
+        self.0.collect(rm)
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        self.0.force_flush()
+    }
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+    fn temporality(&self, kind: InstrumentKind) -> Temporality {
+        self.0.temporality(kind)
+    }
+}
+
+impl Metrics {
+    pub(crate) fn from_parts(provider: SdkMeterProvider, pull: Arc<dyn MetricReader>) -> Self {
+        Metrics { provider, pull }
+    }
+
+    /// A provider with only a pull reader (nothing pushed anywhere), shaped like lookout's own
+    /// (cardinality limit, seconds buckets). For tests, and for services that only want to be
+    /// scraped. Install it with [`install`](Self::install) to make it the global meter provider.
+    pub fn in_memory(resource: opentelemetry_sdk::Resource) -> Metrics {
+        let reader = Arc::new(ManualReader::builder().build());
+        let provider = SdkMeterProvider::builder()
+            .with_resource(resource)
+            .with_view(StreamPolicy::default().view())
+            .with_reader(Shared(Arc::clone(&reader)))
+            .build();
+        Metrics {
+            provider,
+            pull: reader,
+        }
+    }
+
+    /// The meter provider.
+    pub fn provider(&self) -> &SdkMeterProvider {
+        &self.provider
+    }
+
+    /// A cumulative snapshot of every instrument, from the SDK's own aggregation.
+    pub fn collect(&self) -> Result<ResourceMetrics, opentelemetry_sdk::error::OTelSdkError> {
+        let mut rm = ResourceMetrics::default();
+        self.pull.collect(&mut rm)?;
+        Ok(rm)
+    }
+
+    /// Makes this the global meter provider and the source [`global`] returns; `#[measured]`
+    /// functions and [`timer`](crate::timer) record into it from their next call on.
+    /// [`crate::init`] does this itself.
+    pub fn install(&self) {
+        opentelemetry::global::set_meter_provider(self.provider.clone());
+        *GLOBAL.write().unwrap_or_else(|e| e.into_inner()) = Some(self.clone());
+        GENERATION.fetch_add(1, Ordering::Release);
+    }
+
+    /// Registers process metrics (CPU time and utilisation, memory, file descriptors, threads,
+    /// uptime) and, when called inside a tokio runtime, that runtime's metrics (workers, alive
+    /// tasks, global queue depth, busy ratio). [`crate::TelemetryBuilder::process_metrics`] calls
+    /// this at init.
+    pub fn register_process_metrics(&self) -> Result<(), ProcessMetricsError> {
+        process::register(&self.provider)
+    }
+}
+
+static GLOBAL: RwLock<Option<Metrics>> = RwLock::new(None);
+
+/// Bumped whenever the global meter provider changes, so instruments bound by `#[measured]`
+/// call sites are rebound to the new provider.
+pub(crate) static GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// The metrics installed by [`crate::init`] (or [`Metrics::install`]); `None` before that, after
+/// shutdown, or when the SDK is disabled.
+pub fn global() -> Option<Metrics> {
+    GLOBAL.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+pub(crate) fn clear_global() {
+    *GLOBAL.write().unwrap_or_else(|e| e.into_inner()) = None;
+}
