@@ -11,16 +11,17 @@
 
 use std::any::type_name;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+// The TSC read raw: a call reads the clock twice, and the vDSO clock costs ~29 ns a read in a
+// VM (BENCHMARKS.md); a raw TSC read is a few, converted to time only once per call.
+use quanta::Clock;
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{
-    BoundCounter, BoundHistogram, BoundUpDownCounter, Counter, Histogram,
-    UpDownCounter,
-};
+use opentelemetry::metrics::{BoundCounter, BoundHistogram, Counter, Histogram};
 
 use super::GENERATION;
 
@@ -42,7 +43,6 @@ struct Instruments {
     generation: u64,
     calls: Counter<u64>,
     duration: Histogram<f64>,
-    concurrent: UpDownCounter<i64>,
 }
 
 static INSTRUMENTS: Mutex<Option<Arc<Instruments>>> = Mutex::new(None);
@@ -71,10 +71,18 @@ fn instruments(generation: u64) -> Arc<Instruments> {
         .with_unit("s")
         .with_boundaries(DURATION_BUCKETS.to_vec())
         .build();
-    let concurrent = meter
-        .i64_up_down_counter(CONCURRENT)
+    // In progress: a per-site atomic, observed at collection (one uncontended add per call edge
+    // instead of two trips through the SDK's bound-instrument dispatch).
+    meter
+        .i64_observable_up_down_counter(CONCURRENT)
         .with_description("Calls of measured functions in progress.")
         .with_unit("{call}")
+        .with_callback(|observer| {
+            let sites = SITES.lock().unwrap_or_else(|e| e.into_inner());
+            for site in sites.iter() {
+                observer.observe(site.in_progress.load(Ordering::Relaxed), &site.attributes());
+            }
+        })
         .build();
     meter
         .f64_observable_gauge(LAST_CALL)
@@ -83,9 +91,9 @@ fn instruments(generation: u64) -> Arc<Instruments> {
         .with_callback(|observer| {
             let sites = SITES.lock().unwrap_or_else(|e| e.into_inner());
             for site in sites.iter() {
-                let nanos = site.last_call.load(Ordering::Relaxed);
-                if nanos != 0 {
-                    observer.observe(nanos as f64 / 1e9, &site.attributes());
+                let raw = site.last_call.load(Ordering::Relaxed);
+                if raw != 0 {
+                    observer.observe(unix_seconds(raw), &site.attributes());
                 }
             }
         })
@@ -94,7 +102,6 @@ fn instruments(generation: u64) -> Arc<Instruments> {
         generation,
         calls,
         duration,
-        concurrent,
     });
     *slot = Some(Arc::clone(&fresh));
     fresh
@@ -106,7 +113,6 @@ struct Bound {
     generation: u64,
     ok: BoundCounter<u64>,
     duration: BoundHistogram<f64>,
-    concurrent: BoundUpDownCounter<i64>,
     instruments: Arc<Instruments>,
 }
 
@@ -120,7 +126,6 @@ impl Bound {
             generation,
             ok: instruments.calls.bind(&with_result),
             duration: instruments.duration.bind(&attributes),
-            concurrent: instruments.concurrent.bind(&attributes),
             instruments,
         }
     }
@@ -137,6 +142,7 @@ pub struct Callsite {
     module: &'static str,
     current: OnceLock<Bound>,
     last_call: AtomicU64,
+    in_progress: AtomicI64,
     listed: OnceLock<()>,
 }
 
@@ -163,6 +169,7 @@ impl Callsite {
             module,
             current: OnceLock::new(),
             last_call: AtomicU64::new(0),
+            in_progress: AtomicI64::new(0),
             listed: OnceLock::new(),
         }
     }
@@ -205,13 +212,15 @@ impl Callsite {
     #[inline]
     pub fn start(&'static self) -> Guard {
         let bound = self.bound();
-        if let Some(b) = &bound {
-            b.concurrent.add(1);
+        if bound.is_some() {
+            self.in_progress.fetch_add(1, Ordering::Relaxed);
         }
+        let clock = clock();
         Guard {
             site: self,
             bound,
-            start: Instant::now(),
+            clock,
+            start: clock.raw(),
         }
     }
 }
@@ -278,7 +287,8 @@ impl<T> NotResult for &Probe<'_, T> {
 pub struct Guard {
     site: &'static Callsite,
     bound: Option<BoundRef>,
-    start: Instant,
+    clock: &'static Clock,
+    start: u64,
 }
 
 impl std::fmt::Debug for Guard {
@@ -289,14 +299,30 @@ impl std::fmt::Debug for Guard {
     }
 }
 
-fn base() -> &'static (Instant, u64) {
-    static BASE: OnceLock<(Instant, u64)> = OnceLock::new();
+fn clock() -> &'static Clock {
+    static CLOCK: OnceLock<Clock> = OnceLock::new();
+    CLOCK.get_or_init(Clock::new)
+}
+
+/// A raw clock reading and the Unix time (ns) at that reading: to turn raw readings into times.
+fn base() -> &'static (u64, u64) {
+    static BASE: OnceLock<(u64, u64)> = OnceLock::new();
     BASE.get_or_init(|| {
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        (Instant::now(), unix)
+        (clock().raw(), unix)
     })
+}
+
+fn unix_seconds(raw: u64) -> f64 {
+    let (base_raw, base_unix) = *base();
+    let nanos = if raw >= base_raw {
+        base_unix.saturating_add(clock().delta_as_nanos(base_raw, raw))
+    } else {
+        base_unix.saturating_sub(clock().delta_as_nanos(raw, base_raw))
+    };
+    nanos as f64 / 1e9
 }
 
 impl Guard {
@@ -309,10 +335,10 @@ impl Guard {
     #[inline]
     fn record(&mut self, outcome: Outcome) {
         let Some(b) = self.bound.take() else { return };
-        let end = Instant::now();
-        let elapsed = end.duration_since(self.start);
-        b.duration.record(elapsed.as_secs_f64());
-        b.concurrent.add(-1);
+        let end = self.clock.raw();
+        let nanos = self.clock.delta_as_nanos(self.start, end);
+        b.duration.record(nanos as f64 * 1e-9);
+        self.site.in_progress.fetch_sub(1, Ordering::Relaxed);
         match outcome {
             Outcome::Ok => b.ok.add(1),
             Outcome::Error(error_type) => {
@@ -324,11 +350,7 @@ impl Guard {
                 b.instruments.calls.add(1, &attributes);
             }
         }
-        let (base_instant, base_unix) = base();
-        let since = end.saturating_duration_since(*base_instant).as_nanos() as u64;
-        self.site
-            .last_call
-            .store(base_unix.saturating_add(since).max(1), Ordering::Relaxed);
+        self.site.last_call.store(end.max(1), Ordering::Relaxed);
     }
 }
 

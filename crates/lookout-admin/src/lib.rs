@@ -1,0 +1,210 @@
+//! The admin endpoints of a lookout service, as one axum [`Router`] to merge into an app or a
+//! server started with one call on its own address (`LOOKOUT_ADMIN_ADDR`, default
+//! `127.0.0.1:9464`, loopback only unless configured):
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /metrics` | every OpenTelemetry metric as Prometheus text (0.0.4), or OpenMetrics 1.0 when the `Accept` header prefers it; gzip when accepted |
+//! | `GET /monitoring/metrics` | statistics of every `#[measured]` function and [`lookout::timer`] |
+//! | `GET /monitoring/operation?name=` | one of them (404 with the known names when absent) |
+//! | `GET /monitoring/system` | uptime, totals, error rate, latency, process and runtime figures, export pipeline, metric series |
+//! | `GET /monitoring/live`, `/monitoring/ready`, `/monitoring/health` | liveness, readiness and overall health (from `lookout-health` when given one) |
+//! | `GET /health`, `/health/{live,ready,startup,group}` | `lookout-health`'s routes, when given one |
+//! | `POST /monitoring/reset` | only when a reset token is set, and then only with `Authorization: Bearer <token>` (401 without, 405 for other methods) |
+//!
+//! Everything is read from the OpenTelemetry SDK's own aggregation (a collect on the pull reader
+//! of [`lookout::metrics::Metrics`]); nothing is counted twice.
+//!
+//! **What reset clears**: the operation statistics of `/monitoring/metrics`,
+//! `/monitoring/operation` and the totals of `/monitoring/system` count from the reset on (their
+//! minimum and maximum are then estimated from histogram buckets). `/metrics` is never reset:
+//! Prometheus counters only go up, and OTLP export is unaffected. The reset is logged.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let _telemetry = lookout::Telemetry::builder().process_metrics().init()?;
+//! let admin = lookout_admin::Admin::builder().build()?.serve_default().await?;
+//! println!("admin on http://{}", admin.local_addr());
+//! // ... run the service ...
+//! admin.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod prometheus;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use axum::Router;
+use lookout::metrics::{Baseline, Metrics};
+use tokio::sync::watch;
+
+pub use prometheus::Format;
+
+/// The admin endpoints could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AdminError {
+    /// The reset token is empty.
+    #[error(
+        "the reset token is empty: give a non-empty secret, or leave reset off by not setting one"
+    )]
+    EmptyToken,
+    /// `LOOKOUT_ADMIN_ADDR` is not an address.
+    #[error(transparent)]
+    Addr(#[from] lookout::AdminAddrError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr} for the admin endpoints: {source}; set LOOKOUT_ADMIN_ADDR to a free address")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// The admin endpoints. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Admin {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    metrics: Option<Metrics>,
+    #[cfg(feature = "health")]
+    health: Option<(lookout_health::Health, lookout_health::http::HttpOptions)>,
+    reset_token: Option<String>,
+    baseline: Mutex<Option<(SystemTime, Baseline)>>,
+    started: Instant,
+}
+
+/// Configures [`Admin`].
+#[derive(Debug, Default)]
+#[must_use = "call .build()"]
+pub struct AdminBuilder {
+    metrics: Option<Metrics>,
+    #[cfg(feature = "health")]
+    health: Option<(lookout_health::Health, lookout_health::http::HttpOptions)>,
+    reset_token: Option<String>,
+}
+
+impl AdminBuilder {
+    /// Reads these metrics instead of the global ones that `lookout::init` installed.
+    pub fn metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Serves `health`'s routes and answers `/monitoring/live|ready|health` from it.
+    #[cfg(feature = "health")]
+    pub fn health(self, health: lookout_health::Health) -> Self {
+        self.health_with(health, lookout_health::http::HttpOptions::default())
+    }
+
+    /// Like [`health`](Self::health), with the health routes' options (details, status codes).
+    #[cfg(feature = "health")]
+    pub fn health_with(
+        mut self,
+        health: lookout_health::Health,
+        options: lookout_health::http::HttpOptions,
+    ) -> Self {
+        self.health = Some((health, options));
+        self
+    }
+
+    /// Turns on `POST /monitoring/reset`, allowed only with `Authorization: Bearer <token>`.
+    pub fn reset_token(mut self, token: impl Into<String>) -> Self {
+        self.reset_token = Some(token.into());
+        self
+    }
+
+    /// The endpoints.
+    pub fn build(self) -> Result<Admin, AdminError> {
+        if self.reset_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(AdminError::EmptyToken);
+        }
+        Ok(Admin {
+            inner: Arc::new(Inner {
+                metrics: self.metrics,
+                #[cfg(feature = "health")]
+                health: self.health,
+                reset_token: self.reset_token,
+                baseline: Mutex::new(None),
+                started: Instant::now(),
+            }),
+        })
+    }
+}
+
+impl Admin {
+    /// A builder.
+    pub fn builder() -> AdminBuilder {
+        AdminBuilder::default()
+    }
+
+    /// The routes, to merge into an application's router or serve alone.
+    pub fn router(&self) -> Router {
+        routes::router(self.clone())
+    }
+
+    fn metrics(&self) -> Option<Metrics> {
+        self.inner.metrics.clone().or_else(lookout::metrics::global)
+    }
+
+    /// Serves the routes on `addr` from a task of the current tokio runtime.
+    pub async fn serve(self, addr: SocketAddr) -> Result<AdminServer, AdminError> {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| AdminError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| AdminError::Bind { addr, source })?;
+        let (stop, mut stopped) = watch::channel(false);
+        let app = self.router();
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::warn!(target: "lookout_admin", "the admin server stopped: {e}");
+            }
+        });
+        Ok(AdminServer {
+            addr: local,
+            stop,
+            task,
+        })
+    }
+
+    /// Serves the routes on `LOOKOUT_ADMIN_ADDR` (default `127.0.0.1:9464`).
+    pub async fn serve_default(self) -> Result<AdminServer, AdminError> {
+        let addr = lookout::admin_addr()?;
+        self.serve(addr).await
+    }
+}
+
+/// A running admin server.
+#[derive(Debug)]
+pub struct AdminServer {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl AdminServer {
+    /// Where it listens.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, finishes the requests in progress, and returns.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
