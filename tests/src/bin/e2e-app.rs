@@ -71,6 +71,7 @@ fn program() {
             });
         }
         "propagate" => propagate(),
+        "measured" => measured_calls(),
         other => println!("UNKNOWN_SCENARIO {other}"),
     }
 
@@ -103,6 +104,36 @@ fn program() {
     for signal in lookout::Signal::ALL {
         let r = report.signal(signal);
         println!("COUNTS {signal} {} {}", r.exported, r.lost);
+    }
+}
+
+#[derive(Debug)]
+struct Declined;
+
+#[lookout::measured]
+fn pay(amount: u32) -> Result<u32, Declined> {
+    std::thread::sleep(Duration::from_millis(3));
+    if amount > 100 { Err(Declined) } else { Ok(amount) }
+}
+
+/// Four measured calls (one an error) and one timed block; prints what `/metrics` would show of
+/// them (`PROM <line>`), read from the same pull reader the admin endpoints use.
+fn measured_calls() {
+    for amount in [10, 20, 500, 30] {
+        let _ = pay(amount);
+    }
+    {
+        let _t = lookout::timer("e2e.block");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let Some(metrics) = lookout::metrics::global() else {
+        println!("NO_METRICS");
+        return;
+    };
+    let snapshot = metrics.collect().expect("collect");
+    let text = lookout_admin::prometheus::render(&snapshot, lookout_admin::Format::Text);
+    for line in text.lines().filter(|l| l.starts_with("function_")) {
+        println!("PROM {line}");
     }
 }
 
