@@ -4,7 +4,9 @@
 //! `LISTEN_ADDR` (default 127.0.0.1:3000), its sessions in SQLite (`SESSIONS_DB`, default
 //! in-memory), and the health routes on the admin address `LOOKOUT_ADMIN_ADDR` (default
 //! 127.0.0.1:9464) with real checks: a database ping (readiness), lookout's telemetry pipeline
-//! (optional) and process memory (liveness and readiness). The API is traced and measured by
+//! (optional) and process memory (liveness and readiness), Prometheus `/metrics` and the
+//! `/monitoring/*` JSON (lookout-admin; `POST /monitoring/reset` with the admin token). The store's
+//! functions are `#[lookout::measured]`; process and runtime metrics are on. The API is traced and measured by
 //! lookout-tower's HTTP layer (a span per request continuing the caller's `traceparent`,
 //! `http.server.request.duration` by route template).
 //!
@@ -41,6 +43,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let telemetry = lookout::Telemetry::builder()
         .service_name("axum-service")
         .service_version(env!("CARGO_PKG_VERSION"))
+        // CPU, memory, file descriptors, threads, uptime, and this tokio runtime's figures.
+        .process_metrics()
         .init()?;
 
     let listen: SocketAddr = env_or("LISTEN_ADDR", "127.0.0.1:3000")?;
@@ -70,7 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let api_listener = tokio::net::TcpListener::bind(listen).await?;
     let admin_listener = tokio::net::TcpListener::bind(admin).await?;
-    tracing::info!(%listen, %admin, "serving the API and the health routes");
+    tracing::info!(%listen, %admin, "serving the API, and /metrics, /monitoring/* and the health routes on the admin address");
 
     let stop = tokio::sync::watch::channel(false);
     let (stop_tx, stop_rx) = stop;
@@ -83,8 +87,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .into_future(),
     );
+    let mut admin_routes = lookout_admin::Admin::builder().health_with(health.clone(), admin_options());
+    if let Some(token) = admin_token() {
+        admin_routes = admin_routes.reset_token(token);
+    }
+    let admin_routes = admin_routes.build()?.router();
     let admin_server = tokio::spawn(
-        axum::serve(admin_listener, health.router_with(admin_options()))
+        axum::serve(admin_listener, admin_routes)
             .with_graceful_shutdown(async move {
                 let _ = admin_stop.wait_for(|s| *s).await;
             })
@@ -144,10 +153,15 @@ fn health(store: &Store, drain: Duration) -> Result<Health, lookout_health::Buil
 }
 
 /// Details only for `Authorization: Bearer $LOOKOUT_ADMIN_TOKEN`, and never when it is unset.
-fn admin_options() -> HttpOptions {
-    let token = std::env::var("LOOKOUT_ADMIN_TOKEN")
+/// `LOOKOUT_ADMIN_TOKEN`: shows health details and allows `POST /monitoring/reset`.
+fn admin_token() -> Option<String> {
+    std::env::var("LOOKOUT_ADMIN_TOKEN")
         .ok()
-        .filter(|t| !t.is_empty());
+        .filter(|t| !t.trim().is_empty())
+}
+
+fn admin_options() -> HttpOptions {
+    let token = admin_token();
     HttpOptions::default()
         .show_details(ShowDetails::WhenAuthorized)
         .authorizer(move |parts| {

@@ -66,6 +66,7 @@ impl Store {
     }
 
     /// Creates a session for `user` that expires after `ttl`; returns its id and expiry.
+    #[lookout::measured(name = "sessions.create")]
     #[tracing::instrument(skip(self), err)]
     pub async fn create(&self, user: String, ttl: Duration) -> Result<(String, i64), StoreError> {
         let id = uuid::Uuid::new_v4().to_string();
@@ -82,6 +83,7 @@ impl Store {
     }
 
     /// The user of a live (unexpired) session.
+    #[lookout::measured(name = "sessions.get")]
     #[tracing::instrument(skip(self), err)]
     pub async fn get(&self, id: String) -> Result<Option<(String, i64)>, StoreError> {
         let now = unix_now();
@@ -97,6 +99,7 @@ impl Store {
     }
 
     /// Deletes a session; whether it existed.
+    #[lookout::measured(name = "sessions.delete")]
     #[tracing::instrument(skip(self), err)]
     pub async fn delete(&self, id: String) -> Result<bool, StoreError> {
         self.with(move |c| c.execute("DELETE FROM sessions WHERE id = ?1", params![id]))
@@ -107,6 +110,7 @@ impl Store {
     /// Deletes up to `limit` expired sessions; returns how many it deleted. One batch is one
     /// statement under the connection's lock, so a batch's size bounds how long API requests
     /// wait behind the cleanup.
+    #[lookout::measured(name = "sessions.delete_expired")]
     pub async fn delete_expired(&self, limit: u64) -> Result<u64, StoreError> {
         let now = unix_now();
         self.with(move |c| {

@@ -42,7 +42,10 @@ async fn expired_sessions_go_and_live_ones_stay() {
         .env("LOOKOUT_ADMIN_TOKEN", "t0ken")
         .env("SESSIONS_DB", db)
         .env("SESSION_CLEANUP_INTERVAL", "1s")
-        .env("OTEL_SDK_DISABLED", "true")
+        // Nothing exported (no collector here), but metrics are kept for /metrics.
+        .env("OTEL_TRACES_EXPORTER", "none")
+        .env("OTEL_METRICS_EXPORTER", "none")
+        .env("OTEL_LOGS_EXPORTER", "none")
         .env("LOOKOUT_CONSOLE", "off")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -106,4 +109,53 @@ async fn expired_sessions_go_and_live_ones_stay() {
     assert_eq!(check["status"], "pass", "{health:#}");
     assert_eq!(check["observedValue"], 0, "{health:#}");
     assert_eq!(check["observedUnit"], "{item}", "{health:#}");
+
+    // The admin server: #[measured] store functions, the cleanup job's metrics, process and
+    // runtime metrics, all in one Prometheus scrape that promtool finds nothing wrong with.
+    let op: Value = c
+        .get(format!("http://127.0.0.1:{admin}/monitoring/operation?name=sessions.create"))
+        .send()
+        .await
+        .expect("operation")
+        .json()
+        .await
+        .expect("operation json");
+    assert_eq!(op["calls"], 1, "{op:#}");
+    assert_eq!(op["errors"], 0, "{op:#}");
+    let scrape = c
+        .get(format!("http://127.0.0.1:{admin}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    for needle in [
+        "function_calls_total{function=\"sessions.create\"",
+        "cleanup_runs_total{",
+        "http_server_request_duration_seconds_bucket{",
+        "process_memory_usage_bytes{",
+        "tokio_runtime_workers{",
+    ] {
+        assert!(scrape.contains(needle), "no {needle} in\n{scrape}");
+    }
+    let mut promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is installed by scripts/test (apt-get install prometheus)");
+    {
+        use std::io::Write as _;
+        let mut stdin = promtool.stdin.take().expect("stdin");
+        stdin.write_all(scrape.as_bytes()).expect("write scrape");
+    }
+    let out = promtool.wait_with_output().expect("promtool");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}");
 }
