@@ -43,10 +43,7 @@ fn measured_calls_are_the_same_in_the_collector_and_in_prometheus_text() {
         pay("error").attributes["error.type"],
         Value::Str("e2e_app::Declined".into())
     );
-    assert_eq!(
-        pay("ok").attributes["module"],
-        Value::Str("e2e_app".into())
-    );
+    assert_eq!(pay("ok").attributes["module"], Value::Str("e2e_app".into()));
     let duration = r
         .points("function.duration")
         .into_iter()
@@ -78,9 +75,24 @@ fn measured_calls_are_the_same_in_the_collector_and_in_prometheus_text() {
             .map(str::to_owned)
             .unwrap_or_default()
     };
-    assert_eq!(line("function_calls_total{", &["function=\"pay\"", "result=\"ok\""]), "3");
-    assert_eq!(line("function_calls_total{", &["function=\"pay\"", "result=\"error\""]), "1");
-    assert_eq!(line("function_duration_seconds_count{", &["function=\"pay\""]), "4");
+    assert_eq!(
+        line(
+            "function_calls_total{",
+            &["function=\"pay\"", "result=\"ok\""]
+        ),
+        "3"
+    );
+    assert_eq!(
+        line(
+            "function_calls_total{",
+            &["function=\"pay\"", "result=\"error\""]
+        ),
+        "1"
+    );
+    assert_eq!(
+        line("function_duration_seconds_count{", &["function=\"pay\""]),
+        "4"
+    );
     let prom_sum: f64 = line("function_duration_seconds_sum{", &["function=\"pay\""])
         .parse()
         .expect("a number");

@@ -107,7 +107,9 @@ async fn run() {
         let mut status = 0;
         for _ in 0..200 {
             let mut req = if method == "POST" {
-                client.post(format!("http://{admin_addr}{path}")).bearer_auth("bench")
+                client
+                    .post(format!("http://{admin_addr}{path}"))
+                    .bearer_auth("bench")
             } else {
                 client.get(format!("http://{admin_addr}{path}"))
             };

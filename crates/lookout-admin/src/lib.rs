@@ -56,7 +56,9 @@ pub enum AdminError {
     #[error(transparent)]
     Addr(#[from] lookout::AdminAddrError),
     /// The address could not be bound.
-    #[error("cannot listen on {addr} for the admin endpoints: {source}; set LOOKOUT_ADMIN_ADDR to a free address")]
+    #[error(
+        "cannot listen on {addr} for the admin endpoints: {source}; set LOOKOUT_ADMIN_ADDR to a free address"
+    )]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -123,7 +125,11 @@ impl AdminBuilder {
 
     /// The endpoints.
     pub fn build(self) -> Result<Admin, AdminError> {
-        if self.reset_token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+        if self
+            .reset_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
             return Err(AdminError::EmptyToken);
         }
         Ok(Admin {

@@ -102,7 +102,10 @@ struct Family {
 pub fn render(snapshot: &ResourceMetrics, format: Format) -> String {
     let mut families: BTreeMap<String, Family> = BTreeMap::new();
     for scope in snapshot.scope_metrics() {
-        let mut scope_labels = vec![("otel_scope_name".to_owned(), scope.scope().name().to_owned())];
+        let mut scope_labels = vec![(
+            "otel_scope_name".to_owned(),
+            scope.scope().name().to_owned(),
+        )];
         if let Some(v) = scope.scope().version() {
             scope_labels.push(("otel_scope_version".to_owned(), v.to_owned()));
         }
@@ -250,7 +253,11 @@ fn classify(metric: &Metric) -> Option<(Kind, Option<String>)> {
 }
 
 fn sum_kind(monotonic: bool) -> Kind {
-    if monotonic { Kind::Counter } else { Kind::Gauge }
+    if monotonic {
+        Kind::Counter
+    } else {
+        Kind::Gauge
+    }
 }
 
 fn unit_name(unit: &str) -> Option<&'static str> {
@@ -381,13 +388,18 @@ fn annotation_word(unit: &str) -> Option<String> {
     let a = unit.find('{')?;
     let b = unit[a..].find('}')? + a;
     let word = sanitize(&unit[a + 1..b]);
-    (!word.is_empty()).then(|| if word.ends_with('s') { word } else { format!("{word}s") })
+    (!word.is_empty()).then(|| {
+        if word.ends_with('s') {
+            word
+        } else {
+            format!("{word}s")
+        }
+    })
 }
 
 fn label_name(key: &str) -> String {
     let s = sanitize(key);
-    if s.starts_with('_') && !s.starts_with("__") && key.starts_with(|c: char| c.is_ascii_digit())
-    {
+    if s.starts_with('_') && !s.starts_with("__") && key.starts_with(|c: char| c.is_ascii_digit()) {
         format!("key{s}")
     } else {
         s
@@ -426,7 +438,9 @@ fn label_set(labels: &[(String, String)]) -> String {
 }
 
 fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn escape_help(v: &str) -> String {
@@ -480,15 +494,36 @@ mod tests {
             prometheus_name("http.server.request.duration", "s", Kind::Histogram),
             "http_server_request_duration_seconds"
         );
-        assert_eq!(prometheus_name("function.calls", "{call}", Kind::Counter), "function_calls_total");
-        assert_eq!(prometheus_name("process.memory.usage", "By", Kind::Gauge), "process_memory_usage_bytes");
-        assert_eq!(prometheus_name("process.cpu.utilization", "1", Kind::Gauge), "process_cpu_utilization_ratio");
-        assert_eq!(prometheus_name("net.io", "By/s", Kind::Gauge), "net_io_bytes_per_second");
-        assert_eq!(prometheus_name("process.thread.count", "{thread}", Kind::Gauge), "process_thread_count_threads");
-        assert_eq!(prometheus_name("weird..name--x", "", Kind::Gauge), "weird_name_x");
+        assert_eq!(
+            prometheus_name("function.calls", "{call}", Kind::Counter),
+            "function_calls_total"
+        );
+        assert_eq!(
+            prometheus_name("process.memory.usage", "By", Kind::Gauge),
+            "process_memory_usage_bytes"
+        );
+        assert_eq!(
+            prometheus_name("process.cpu.utilization", "1", Kind::Gauge),
+            "process_cpu_utilization_ratio"
+        );
+        assert_eq!(
+            prometheus_name("net.io", "By/s", Kind::Gauge),
+            "net_io_bytes_per_second"
+        );
+        assert_eq!(
+            prometheus_name("process.thread.count", "{thread}", Kind::Gauge),
+            "process_thread_count_threads"
+        );
+        assert_eq!(
+            prometheus_name("weird..name--x", "", Kind::Gauge),
+            "weird_name_x"
+        );
         assert_eq!(prometheus_name("2xx", "", Kind::Counter), "_2xx_total");
         assert_eq!(prometheus_name("x.seconds", "s", Kind::Gauge), "x_seconds");
-        assert_eq!(prometheus_name("requests_total", "", Kind::Counter), "requests_total");
+        assert_eq!(
+            prometheus_name("requests_total", "", Kind::Counter),
+            "requests_total"
+        );
     }
 
     #[test]
@@ -503,7 +538,10 @@ mod tests {
             Format::negotiate(Some("application/openmetrics-text;q=0.2, text/plain")),
             Format::Text
         );
-        assert_eq!(Format::negotiate(Some("application/openmetrics-text;q=0")), Format::Text);
+        assert_eq!(
+            Format::negotiate(Some("application/openmetrics-text;q=0")),
+            Format::Text
+        );
     }
 
     #[test]

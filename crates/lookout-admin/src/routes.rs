@@ -46,7 +46,10 @@ pub(crate) fn router(admin: Admin) -> Router {
 fn json_response(status: StatusCode, body: &Json) -> Response {
     (
         status,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
         body.to_string(),
     )
         .into_response()
@@ -59,6 +62,8 @@ fn unavailable() -> Response {
     )
 }
 
+// The error is the response to send, built once per failed request.
+#[allow(clippy::result_large_err)]
 fn collect(admin: &Admin) -> Result<ResourceMetrics, Response> {
     let metrics = admin.metrics().ok_or_else(unavailable)?;
     metrics.collect().map_err(|e| {
@@ -223,7 +228,10 @@ async fn one_operation(State(admin): State<Admin>, RawQuery(query): RawQuery) ->
 /// values when several), e.g. `process.cpu.time` by `cpu.mode`.
 fn figures(snapshot: &ResourceMetrics, scope: &str) -> Map<String, Json> {
     let mut out = Map::new();
-    for s in snapshot.scope_metrics().filter(|s| s.scope().name() == scope) {
+    for s in snapshot
+        .scope_metrics()
+        .filter(|s| s.scope().name() == scope)
+    {
         for m in s.metrics() {
             let mut points: Vec<(String, f64)> = Vec::new();
             macro_rules! take {
@@ -272,9 +280,9 @@ fn series(snapshot: &ResourceMetrics) -> Json {
                 ($pts:expr) => {
                     for p in $pts {
                         count += 1;
-                        overflow |= p.attributes().any(|kv| {
-                            kv.key.as_str() == lookout::metrics::OVERFLOW_ATTRIBUTE
-                        });
+                        overflow |= p
+                            .attributes()
+                            .any(|kv| kv.key.as_str() == lookout::metrics::OVERFLOW_ATTRIBUTE);
                     }
                 };
             }
@@ -340,7 +348,9 @@ async fn system(State(admin): State<Admin>) -> Response {
         .partition(|(k, _)| !k.starts_with("tokio."));
     let service = snapshot
         .resource()
-        .get(&lookout::opentelemetry::Key::from_static_str("service.name"))
+        .get(&lookout::opentelemetry::Key::from_static_str(
+            "service.name",
+        ))
         .map(|v| v.as_str().into_owned());
     let now = SystemTime::now();
     json_response(
@@ -415,7 +425,10 @@ async fn reset(State(admin): State<Admin>, headers: HeaderMap) -> Response {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     if !given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
         let mut r = json_response(

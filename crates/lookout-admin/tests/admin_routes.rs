@@ -41,7 +41,11 @@ struct Refused;
 #[measured]
 async fn charge(amount: u32) -> Result<u32, Refused> {
     tokio::time::sleep(Duration::from_millis(2)).await;
-    if amount > 100 { Err(Refused) } else { Ok(amount) }
+    if amount > 100 {
+        Err(Refused)
+    } else {
+        Ok(amount)
+    }
 }
 
 #[measured]
@@ -104,28 +108,49 @@ async fn metrics_text_openmetrics_and_gzip() {
             .to_owned()
     };
     assert!(line("function_calls_total{").contains("result=\"ok\""));
-    assert!(line("function_calls_total{").ends_with(" 3"), "{}", line("function_calls_total{"));
+    assert!(
+        line("function_calls_total{").ends_with(" 3"),
+        "{}",
+        line("function_calls_total{")
+    );
     assert!(line("function_duration_seconds_count{").ends_with(" 4"));
-    assert!(text.contains("# TYPE process_memory_usage_bytes gauge"), "{text}");
-    assert!(text.contains("# TYPE process_cpu_time_seconds_total counter"), "{text}");
+    assert!(
+        text.contains("# TYPE process_memory_usage_bytes gauge"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE process_cpu_time_seconds_total counter"),
+        "{text}"
+    );
     assert!(text.contains("process_thread_count_threads{"), "{text}");
     assert!(text.contains("tokio_runtime_workers{"), "{text}");
-    assert!(text.contains("target_info{service_name=\"admin-test\""), "{text}");
+    assert!(
+        text.contains("target_info{service_name=\"admin-test\""),
+        "{text}"
+    );
 
     // OpenMetrics when asked for, with the counter family named without _total and # EOF
     let r = http
         .get(format!("{base}/metrics"))
-        .header("accept", "application/openmetrics-text;version=1.0.0,text/plain;q=0.5")
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+        )
         .send()
         .await
         .unwrap();
-    assert!(r.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("application/openmetrics-text; version=1.0.0"));
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text; version=1.0.0")
+    );
     let om = r.text().await.unwrap();
     assert!(om.contains("# TYPE function_calls counter"), "{om}");
-    assert!(om.contains("# UNIT function_duration_seconds seconds"), "{om}");
+    assert!(
+        om.contains("# UNIT function_duration_seconds seconds"),
+        "{om}"
+    );
     assert!(om.ends_with("# EOF\n"));
 
     // gzip: the raw body is gzip, and decodes to the same exposition
@@ -149,7 +174,12 @@ async fn metrics_text_openmetrics_and_gzip() {
         .text()
         .await
         .unwrap();
-    assert!(bytes.len() < decoded.len() / 2, "{} vs {}", bytes.len(), decoded.len());
+    assert!(
+        bytes.len() < decoded.len() / 2,
+        "{} vs {}",
+        bytes.len(),
+        decoded.len()
+    );
 
     server.shutdown().await;
 }
@@ -198,7 +228,13 @@ async fn monitoring_json_reset_and_health() {
     assert_eq!(one["calls"], 10);
     let (status, missing) = get("/monitoring/operation?name=nope").await;
     assert_eq!(status, 404);
-    assert!(missing["known"].as_array().unwrap().iter().any(|n| n == "quote"));
+    assert!(
+        missing["known"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n == "quote")
+    );
     let (status, bad) = get("/monitoring/operation").await;
     assert_eq!(status, 400);
     assert!(bad["error"].as_str().unwrap().contains("?name="));
@@ -230,7 +266,11 @@ async fn monitoring_json_reset_and_health() {
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["www-authenticate"], "Bearer");
     assert_eq!(post(Some("wrong")).await.unwrap().status(), 401);
-    assert_eq!(get("/monitoring/operation?name=quote").await.1["calls"], 10, "not reset by a refused request");
+    assert_eq!(
+        get("/monitoring/operation?name=quote").await.1["calls"],
+        10,
+        "not reset by a refused request"
+    );
     assert_eq!(post(Some("s3cret")).await.unwrap().status(), 200);
     assert_eq!(get("/monitoring/operation?name=quote").await.1["calls"], 0);
     quote(1);
@@ -239,14 +279,30 @@ async fn monitoring_json_reset_and_health() {
     assert_eq!(after["calls"], 2);
     assert!(after["since_reset"].is_string());
     // /metrics is never reset
-    let text = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(text.lines().any(|l| l.starts_with("function_calls_total{") && l.contains("function=\"quote\"") && l.ends_with(" 12")), "{text}");
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.lines().any(|l| l.starts_with("function_calls_total{")
+            && l.contains("function=\"quote\"")
+            && l.ends_with(" 12")),
+        "{text}"
+    );
 
     server.shutdown().await;
 
     // without a token the reset route does not exist
     let (server, base) = serve(Admin::builder().metrics(m.clone()).build().unwrap()).await;
-    let r = http.post(format!("{base}/monitoring/reset")).send().await.unwrap();
+    let r = http
+        .post(format!("{base}/monitoring/reset"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     server.shutdown().await;
     assert!(matches!(
@@ -276,7 +332,14 @@ async fn a_real_prometheus_scrapes_and_promtool_finds_no_problem() {
     let http = client();
 
     // promtool check metrics on the scrape: no warnings at all
-    let scrape = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let scrape = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let mut promtool = tokio::process::Command::new(tool("promtool"))
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -295,7 +358,10 @@ async fn a_real_prometheus_scrapes_and_promtool_finds_no_problem() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\n{scrape}");
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}\n{scrape}"
+    );
 
     // a real Prometheus scraping every second
     let dir = tempfile::tempdir().unwrap();
@@ -306,8 +372,14 @@ async fn a_real_prometheus_scrapes_and_promtool_finds_no_problem() {
     );
     std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
     let mut prometheus = tokio::process::Command::new(tool("prometheus"))
-        .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("prometheus.yml").display()
+        ))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -343,15 +415,28 @@ async fn a_real_prometheus_scrapes_and_promtool_finds_no_problem() {
     assert_eq!(ok[0]["value"][1], "2");
     assert_eq!(ok[0]["metric"]["job"], "lookout");
     assert_eq!(ok[0]["metric"]["otel_scope_name"], "lookout");
-    let err = query("function_calls_total{function=\"payment\",result=\"error\"}").await.unwrap();
+    let err = query("function_calls_total{function=\"payment\",result=\"error\"}")
+        .await
+        .unwrap();
     assert_eq!(err[0]["value"][1], "1");
     assert_eq!(err[0]["metric"]["error_type"], "admin_routes::Refused");
-    let count = query("function_duration_seconds_count{function=\"payment\"}").await.unwrap();
+    let count = query("function_duration_seconds_count{function=\"payment\"}")
+        .await
+        .unwrap();
     assert_eq!(count[0]["value"][1], "3");
-    let buckets = query("function_duration_seconds_bucket{function=\"payment\",le=\"+Inf\"}").await.unwrap();
+    let buckets = query("function_duration_seconds_bucket{function=\"payment\",le=\"+Inf\"}")
+        .await
+        .unwrap();
     assert_eq!(buckets[0]["value"][1], "3");
     // the scrape itself was healthy: the target is up with no error
-    let targets: Value = http.get(format!("{api}/targets")).send().await.unwrap().json().await.unwrap();
+    let targets: Value = http
+        .get(format!("{api}/targets"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let t = &targets["data"]["activeTargets"][0];
     assert_eq!(t["health"], "up", "{t}");
     assert_eq!(t["lastError"], "", "{t}");
@@ -363,5 +448,9 @@ async fn a_real_prometheus_scrapes_and_promtool_finds_no_problem() {
 #[measured(name = "payment")]
 async fn named_payment(amount: u32) -> Result<u32, Refused> {
     tokio::task::yield_now().await;
-    if amount > 100 { Err(Refused) } else { Ok(amount) }
+    if amount > 100 {
+        Err(Refused)
+    } else {
+        Ok(amount)
+    }
 }

@@ -47,7 +47,10 @@ fn per_call(threads: usize, iters: u64, f: fn(usize, u64)) -> Duration {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("bench thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bench thread"))
+            .collect()
     });
     // criterion divides by iters: report the mean thread's time.
     times.iter().sum::<Duration>() / threads as u32
@@ -92,8 +95,16 @@ fn bench(c: &mut Criterion) {
 
     // The floor of recording through the SDK: two clock reads and the bound histogram and counter
     // that #[measured] uses, with nothing else.
-    let bound_histogram = DIRECT.get().expect("set").1.bind(&[KeyValue::new("function", "floor")]);
-    let bound_counter = DIRECT.get().expect("set").0.bind(&[KeyValue::new("function", "floor")]);
+    let bound_histogram = DIRECT
+        .get()
+        .expect("set")
+        .1
+        .bind(&[KeyValue::new("function", "floor")]);
+    let bound_counter = DIRECT
+        .get()
+        .expect("set")
+        .0
+        .bind(&[KeyValue::new("function", "floor")]);
     let clock = quanta::Clock::new();
 
     let mut g = c.benchmark_group("one_thread");
@@ -114,24 +125,40 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("two_threads");
     g.bench_function("bare", |b| {
-        b.iter_custom(|n| per_call(2, n, |_, i| drop(black_box(bare(i)))))
+        b.iter_custom(|n| {
+            per_call(2, n, |_, i| {
+                let _ = black_box(bare(i));
+            })
+        })
     });
     g.bench_function("measured_same_fn", |b| {
-        b.iter_custom(|n| per_call(2, n, |_, i| drop(black_box(measured_a(i)))))
+        b.iter_custom(|n| {
+            per_call(2, n, |_, i| {
+                let _ = black_box(measured_a(i));
+            })
+        })
     });
     g.bench_function("measured_own_fn", |b| {
         b.iter_custom(|n| {
             per_call(2, n, |t, i| {
                 if t == 0 {
-                    drop(black_box(measured_a(i)));
+                    {
+                        let _ = black_box(measured_a(i));
+                    };
                 } else {
-                    drop(black_box(measured_b(i)));
+                    {
+                        let _ = black_box(measured_b(i));
+                    };
                 }
             })
         })
     });
     g.bench_function("sdk_direct", |b| {
-        b.iter_custom(|n| per_call(2, n, |_, i| drop(black_box(direct(i)))))
+        b.iter_custom(|n| {
+            per_call(2, n, |_, i| {
+                let _ = black_box(direct(i));
+            })
+        })
     });
     g.finish();
 

@@ -133,7 +133,11 @@ fn overrides_decide_the_result() {
     assert_eq!(balance(-5), -5);
     let b = op("balance.check");
     assert_eq!((b.calls, b.errors), (2, 1));
-    assert_eq!(b.errors_by_type.get(""), Some(&1), "no error type for a non-Result");
+    assert_eq!(
+        b.errors_by_type.get(""),
+        Some(&1),
+        "no error type for a non-Result"
+    );
 }
 
 #[tokio::test]

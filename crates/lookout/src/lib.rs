@@ -19,9 +19,9 @@ pub use config::{
     Limits, OtlpOptions, Propagator, Protocol, SamplerConfig, Signal, TemporalityPreference,
 };
 pub use error::{InitError, ShutdownError};
+pub use metrics::{Timer, timer};
 pub use propagation::propagator;
 pub use stats::{LastError, SignalStats, Stats, stats};
-pub use metrics::{Timer, timer};
 pub use telemetry::{ShutdownReport, SignalReport, Telemetry, TelemetryBuilder, init};
 
 #[cfg(feature = "macros")]

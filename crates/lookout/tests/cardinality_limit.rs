@@ -28,10 +28,17 @@ fn ten_thousand_paths_make_at_most_the_limit_plus_overflow() {
         panic!("not a u64 sum");
     };
     let points: Vec<_> = sum.data_points().collect();
-    assert!(points.len() <= DEFAULT_CARDINALITY_LIMIT + 1, "{} series", points.len());
+    assert!(
+        points.len() <= DEFAULT_CARDINALITY_LIMIT + 1,
+        "{} series",
+        points.len()
+    );
     let overflow: Vec<_> = points
         .iter()
-        .filter(|p| p.attributes().any(|kv| kv.key.as_str() == OVERFLOW_ATTRIBUTE))
+        .filter(|p| {
+            p.attributes()
+                .any(|kv| kv.key.as_str() == OVERFLOW_ATTRIBUTE)
+        })
         .collect();
     assert_eq!(overflow.len(), 1, "one overflow series");
     let total: u64 = points.iter().map(|p| p.value()).sum();

@@ -87,7 +87,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             })
             .into_future(),
     );
-    let mut admin_routes = lookout_admin::Admin::builder().health_with(health.clone(), admin_options());
+    let mut admin_routes =
+        lookout_admin::Admin::builder().health_with(health.clone(), admin_options());
     if let Some(token) = admin_token() {
         admin_routes = admin_routes.reset_token(token);
     }

@@ -113,7 +113,9 @@ async fn expired_sessions_go_and_live_ones_stay() {
     // The admin server: #[measured] store functions, the cleanup job's metrics, process and
     // runtime metrics, all in one Prometheus scrape that promtool finds nothing wrong with.
     let op: Value = c
-        .get(format!("http://127.0.0.1:{admin}/monitoring/operation?name=sessions.create"))
+        .get(format!(
+            "http://127.0.0.1:{admin}/monitoring/operation?name=sessions.create"
+        ))
         .send()
         .await
         .expect("operation")
@@ -157,5 +159,8 @@ async fn expired_sessions_go_and_live_ones_stay() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}");
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
 }

@@ -113,7 +113,11 @@ struct Declined;
 #[lookout::measured]
 fn pay(amount: u32) -> Result<u32, Declined> {
     std::thread::sleep(Duration::from_millis(3));
-    if amount > 100 { Err(Declined) } else { Ok(amount) }
+    if amount > 100 {
+        Err(Declined)
+    } else {
+        Ok(amount)
+    }
 }
 
 /// Four measured calls (one an error) and one timed block; prints what `/metrics` would show of

@@ -204,7 +204,10 @@ fn meter_provider(
         } else {
             let manual = Arc::new(ManualReader::builder().build());
             let pull: Arc<dyn MetricReader> = manual.clone();
-            (builder.with_reader(reader).with_reader(Shared(manual)), pull)
+            (
+                builder.with_reader(reader).with_reader(Shared(manual)),
+                pull,
+            )
         }
     }
     let cumulative = temporality == Temporality::Cumulative;

@@ -86,7 +86,9 @@ fn instruments(generation: u64) -> Arc<Instruments> {
         .build();
     meter
         .f64_observable_gauge(LAST_CALL)
-        .with_description("When a call of a measured function or timed operation last finished (Unix time).")
+        .with_description(
+            "When a call of a measured function or timed operation last finished (Unix time).",
+        )
         .with_unit("s")
         .with_callback(|observer| {
             let sites = SITES.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,5 +1,5 @@
 //! Metrics read back from the SDK: the pull side of the meter provider (what `/metrics` and the
-//! monitoring JSON render), `#[measured]` and [`timer`](crate::timer), operation statistics,
+//! monitoring JSON render), `#[measured]` and [`timer`], operation statistics,
 //! process and tokio runtime metrics.
 //!
 //! There is one store: the OpenTelemetry SDK's aggregation. [`Metrics::collect`] asks the SDK for
@@ -140,7 +140,7 @@ impl Metrics {
     }
 
     /// Makes this the global meter provider and the source [`global`] returns; `#[measured]`
-    /// functions and [`timer`](crate::timer) record into it from their next call on.
+    /// functions and [`timer`] record into it from their next call on.
     /// [`crate::init`] does this itself.
     pub fn install(&self) {
         opentelemetry::global::set_meter_provider(self.provider.clone());

@@ -86,7 +86,9 @@ fn text(v: &Value) -> String {
     v.as_str().into_owned()
 }
 
-fn key_of<'a>(attributes: impl Iterator<Item = &'a opentelemetry::KeyValue>) -> (Key, Vec<(String, String)>) {
+fn key_of<'a>(
+    attributes: impl Iterator<Item = &'a opentelemetry::KeyValue>,
+) -> (Key, Vec<(String, String)>) {
     let mut name = String::new();
     let mut module = None;
     let mut rest = Vec::new();
@@ -115,7 +117,10 @@ fn read(snapshot: &ResourceMetrics) -> HashMap<Key, Raw> {
                         continue;
                     }
                     let raw = ops.entry(key).or_default();
-                    let result = rest.iter().find(|(k, _)| k == "result").map(|(_, v)| v.as_str());
+                    let result = rest
+                        .iter()
+                        .find(|(k, _)| k == "result")
+                        .map(|(_, v)| v.as_str());
                     if result == Some("error") {
                         let ty = rest
                             .iter()
@@ -176,7 +181,10 @@ pub fn operations(snapshot: &ResourceMetrics) -> Vec<OperationStats> {
 
 /// Like [`operations`], counting only what happened after `baseline` was taken. Minimum and
 /// maximum are then estimated from the histogram buckets (the SDK keeps them only since start).
-pub fn operations_since(snapshot: &ResourceMetrics, baseline: Option<&Baseline>) -> Vec<OperationStats> {
+pub fn operations_since(
+    snapshot: &ResourceMetrics,
+    baseline: Option<&Baseline>,
+) -> Vec<OperationStats> {
     let mut out: Vec<OperationStats> = read(snapshot)
         .into_iter()
         .map(|(key, raw)| {
@@ -237,7 +245,11 @@ fn estimated_extremes(
     let (Some(first), Some(last)) = (first, last) else {
         return (None, None);
     };
-    let lo = if first == 0 { min } else { bounds.get(first - 1).copied() };
+    let lo = if first == 0 {
+        min
+    } else {
+        bounds.get(first - 1).copied()
+    };
     let hi = bounds.get(last).copied().or(max);
     (
         lo.map(|l| min.map_or(l, |m| l.max(m))),
@@ -267,10 +279,7 @@ fn stats((name, module): Key, raw: &Raw) -> OperationStats {
         p50: q(0.5),
         p95: q(0.95),
         p99: q(0.99),
-        last_call: raw
-            .last_call
-            .and_then(secs)
-            .map(|d| UNIX_EPOCH + d),
+        last_call: raw.last_call.and_then(secs).map(|d| UNIX_EPOCH + d),
     }
 }
 
@@ -294,7 +303,11 @@ fn quantile(
             continue;
         }
         if (below + n) as f64 >= rank {
-            let mut lo = if i == 0 { min.unwrap_or(0.0) } else { bounds[i - 1] };
+            let mut lo = if i == 0 {
+                min.unwrap_or(0.0)
+            } else {
+                bounds[i - 1]
+            };
             let mut hi = bounds.get(i).copied().or(max).unwrap_or(lo);
             if let Some(m) = min {
                 lo = lo.max(m);
@@ -337,6 +350,9 @@ mod tests {
             estimated_extremes(&bounds, &[0, 3, 1, 0], Some(0.1), Some(3.5)),
             (Some(1.0), Some(3.5))
         );
-        assert_eq!(estimated_extremes(&bounds, &[0, 0, 0, 0], Some(0.1), Some(3.5)), (None, None));
+        assert_eq!(
+            estimated_extremes(&bounds, &[0, 0, 0, 0], Some(0.1), Some(3.5)),
+            (None, None)
+        );
     }
 }
