@@ -23,13 +23,26 @@ use syn::{ItemFn, LitStr, Path, ReturnType};
 /// - `error_if = path::to::fn`: a `fn(&Return) -> bool`; true means an error, false success;
 /// - `crate = path`: where lookout is, when it is re-exported under another name.
 ///
-/// ```ignore
-/// #[lookout::measured]
-/// #[tracing::instrument(skip(db))]
-/// async fn create_session(db: &Db, user: &str) -> Result<Session, DbError> { /* ... */ }
+/// ```
+/// #[derive(Debug)]
+/// enum LookupError { Missing, Broken }
 ///
-/// #[lookout::measured(ok_if = is_found_or_missing)]
-/// fn lookup(id: u64) -> Result<Item, LookupError> { /* ... */ }
+/// #[lookout::measured]
+/// #[tracing::instrument]
+/// async fn create_session(user: &str) -> Result<String, LookupError> {
+///     Ok(format!("session of {user}"))
+/// }
+///
+/// // A missing item is an answer, not a failure.
+/// fn found_or_missing(r: &Result<u64, LookupError>) -> bool {
+///     !matches!(r, Err(LookupError::Broken))
+/// }
+///
+/// #[lookout::measured(ok_if = found_or_missing, name = "items.lookup")]
+/// fn lookup(id: u64) -> Result<u64, LookupError> {
+///     if id == 0 { Err(LookupError::Missing) } else { Ok(id) }
+/// }
+/// # assert!(lookup(0).is_err());
 /// ```
 #[proc_macro_attribute]
 pub fn measured(args: TokenStream, item: TokenStream) -> TokenStream {
