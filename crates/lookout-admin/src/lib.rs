@@ -76,8 +76,10 @@ pub struct Admin {
 #[derive(Debug)]
 struct Inner {
     metrics: Option<Metrics>,
+    /// lookout-health's routes, built once: merged into the router and answering
+    /// `/monitoring/live|ready|health`.
     #[cfg(feature = "health")]
-    health: Option<(lookout_health::Health, lookout_health::http::HttpOptions)>,
+    health: Option<Router>,
     reset_token: Option<String>,
     baseline: Mutex<Option<(SystemTime, Baseline)>>,
     started: Instant,
@@ -136,7 +138,7 @@ impl AdminBuilder {
             inner: Arc::new(Inner {
                 metrics: self.metrics,
                 #[cfg(feature = "health")]
-                health: self.health,
+                health: self.health.map(|(h, options)| h.router_with(options)),
                 reset_token: self.reset_token,
                 baseline: Mutex::new(None),
                 started: Instant::now(),

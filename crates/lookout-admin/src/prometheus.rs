@@ -180,7 +180,7 @@ fn add(families: &mut BTreeMap<String, Family>, metric: &Metric, scope: &[(Strin
         ($points:expr) => {
             for p in $points {
                 let l = labels(&mut p.attributes());
-                samples.push(format!("{} {}", label_set(&l), number(p.value())));
+                samples.push(format!("{} {}", label_set(&l), p.value().text()));
             }
         };
     }
@@ -197,7 +197,7 @@ fn add(families: &mut BTreeMap<String, Family>, metric: &Metric, scope: &[(Strin
                     with_le.push(("le".to_owned(), le));
                     samples.push(format!("_bucket{} {cumulative}", label_set(&with_le)));
                 }
-                samples.push(format!("_sum{} {}", label_set(&l), number(p.sum())));
+                samples.push(format!("_sum{} {}", label_set(&l), p.sum().text()));
                 samples.push(format!("_count{} {}", label_set(&l), p.count()));
             }
         };
@@ -468,10 +468,6 @@ impl Num for f64 {
     fn text(self) -> String {
         float(self)
     }
-}
-
-fn number<T: Num>(v: T) -> String {
-    v.text()
 }
 
 fn float(v: f64) -> String {

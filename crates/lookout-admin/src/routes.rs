@@ -29,11 +29,7 @@ pub(crate) fn router(admin: Admin) -> Router {
         router = router.route("/monitoring/reset", post(reset));
     }
     #[cfg(feature = "health")]
-    let health = admin
-        .inner
-        .health
-        .as_ref()
-        .map(|(h, options)| h.router_with(options.clone()));
+    let health = admin.inner.health.clone();
     let router = router.with_state(admin);
     #[cfg(feature = "health")]
     let router = match health {
@@ -384,10 +380,9 @@ async fn system(State(admin): State<Admin>) -> Response {
 #[cfg_attr(not(feature = "health"), allow(unused_variables))]
 async fn forward_health(admin: Admin, path: &'static str, req: Request) -> Response {
     #[cfg(feature = "health")]
-    if let Some((h, options)) = &admin.inner.health {
+    if let Some(mut routes) = admin.inner.health.clone() {
         let (mut parts, body) = req.into_parts();
         parts.uri = axum::http::Uri::from_static(path);
-        let mut routes = h.router_with(options.clone());
         return match tower_service::Service::call(&mut routes, Request::from_parts(parts, body))
             .await
         {

@@ -340,28 +340,9 @@ async fn a_real_prometheus_scrapes_and_promtool_finds_no_problem() {
         .text()
         .await
         .unwrap();
-    let mut promtool = tokio::process::Command::new(tool("promtool"))
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use tokio::io::AsyncWriteExt;
-        let mut stdin = promtool.stdin.take().unwrap();
-        stdin.write_all(scrape.as_bytes()).await.unwrap();
+    if let Err(said) = lookout_testing::promtool_check_metrics(&scrape) {
+        panic!("{said}\n{scrape}");
     }
-    let out = promtool.wait_with_output().await.unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool: {said}\n{scrape}"
-    );
 
     // a real Prometheus scraping every second
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! Test helpers for services instrumented with lookout (or plain `tracing` + OpenTelemetry).
 //!
 //! - [`Capture`]: spans, log records and metrics captured in memory on the test's thread.
+//! - [`promtool_check_metrics`]: Prometheus's linter on a `/metrics` scrape.
 //! - [`Collector`]: a real OpenTelemetry collector process (rotel) on free loopback ports, and
 //!   what it received, parsed: for end-to-end tests of the export path.
 //!
@@ -9,8 +10,10 @@
 
 mod capture;
 mod collector;
+mod promtool;
 
 pub use capture::{Capture, Point};
 pub use collector::{
     Attributes, Collector, CollectorError, LogRecord, MetricPoint, Received, Span, Value, free_port,
 };
+pub use promtool::promtool_check_metrics;

@@ -141,26 +141,7 @@ async fn expired_sessions_go_and_live_ones_stay() {
     ] {
         assert!(scrape.contains(needle), "no {needle} in\n{scrape}");
     }
-    let mut promtool = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool is installed by scripts/test (apt-get install prometheus)");
-    {
-        use std::io::Write as _;
-        let mut stdin = promtool.stdin.take().expect("stdin");
-        stdin.write_all(scrape.as_bytes()).expect("write scrape");
+    if let Err(said) = lookout_testing::promtool_check_metrics(&scrape) {
+        panic!("{said}");
     }
-    let out = promtool.wait_with_output().expect("promtool");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool: {said}"
-    );
 }

@@ -150,7 +150,6 @@ pub struct Callsite {
     current: OnceLock<Bound>,
     last_call: AtomicU64,
     in_progress: AtomicI64,
-    listed: OnceLock<()>,
 }
 
 impl Callsite {
@@ -162,7 +161,6 @@ impl Callsite {
             current: OnceLock::new(),
             last_call: AtomicU64::new(0),
             in_progress: AtomicI64::new(0),
-            listed: OnceLock::new(),
         }
     }
 
@@ -180,10 +178,9 @@ impl Callsite {
         if generation == 0 {
             return None; // no provider installed: the global one is a no-op
         }
+        // The first binding runs once per call site: that is when it joins the observed list.
         let current = self.current.get_or_init(|| {
-            self.listed.get_or_init(|| {
-                SITES.lock().unwrap_or_else(|e| e.into_inner()).push(self);
-            });
+            SITES.lock().unwrap_or_else(|e| e.into_inner()).push(self);
             Bound::new(self, generation)
         });
         if current.generation == generation {
