@@ -95,6 +95,56 @@ fn panics(x: u32) -> u32 {
     x
 }
 
+#[measured]
+fn shared_work(x: u64) -> Result<u64, NotFound> {
+    if x == 1002 {
+        std::thread::sleep(Duration::from_millis(3));
+    }
+    if x.is_multiple_of(10) {
+        Err(NotFound)
+    } else {
+        Ok(x)
+    }
+}
+
+/// Several threads calling one function record through their own lanes; a collection while
+/// those threads are still alive (with calls not yet passed to the SDK) is exact, and so is one
+/// after they exit (each call counted once).
+#[test]
+fn calls_from_many_threads_are_exact_while_the_threads_run_and_after() {
+    metrics();
+    const THREADS: usize = 4;
+    const CALLS: u64 = 1003; // errors at 0, 10, ..., 1000: 101 of them
+    let called = std::sync::Barrier::new(THREADS + 1);
+    let checked = std::sync::Barrier::new(THREADS + 1);
+    let expect = |o: &OperationStats| {
+        assert_eq!(o.calls, THREADS as u64 * CALLS);
+        assert_eq!(o.errors, THREADS as u64 * 101);
+        assert_eq!(o.in_progress, 0);
+        // The last call of each thread slept 3 ms: it is in the histogram.
+        assert!(o.max.unwrap() >= Duration::from_millis(3), "{:?}", o.max);
+    };
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                for x in 0..CALLS {
+                    let _ = shared_work(x);
+                }
+                called.wait();
+                checked.wait();
+            });
+        }
+        called.wait();
+        // Let the threads go whatever the check says (a failed check must not hang the scope).
+        let while_running = std::panic::catch_unwind(|| expect(&op("shared_work")));
+        checked.wait();
+        if let Err(failure) = while_running {
+            std::panic::resume_unwind(failure);
+        }
+    });
+    expect(&op("shared_work"));
+}
+
 #[test]
 fn counts_results_and_error_types() {
     metrics();

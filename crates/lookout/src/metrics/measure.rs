@@ -8,10 +8,20 @@
 //!
 //! Each call site binds its attribute sets to the SDK's aggregation once (bound instruments), so
 //! a call costs two clock reads and a few atomic updates, with no attribute lookup.
+//!
+//! Calls of one function from several threads must not queue on one lock: the SDK keeps one
+//! mutex per series. So each thread has a *lane* per call site: its own in-progress count and
+//! last-call time, and a small ring of successful calls' durations that reaches the SDK in
+//! batches ([`LANE_CAPACITY`] at a time, while the thread keeps the series' cache line). Every
+//! lane is drained into the SDK at the start of every collection (the observable instruments'
+//! callback, which the SDK runs before it reads any aggregation) and when its thread exits, so
+//! what a reader or exporter sees is exact: the lanes are a write buffer, not a second store of
+//! statistics. Errors are rare and recorded directly.
 
 use std::any::type_name;
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -78,9 +88,11 @@ fn instruments(generation: u64) -> Arc<Instruments> {
         .with_description("Calls of measured functions in progress.")
         .with_unit("{call}")
         .with_callback(|observer| {
+            // Runs before the SDK reads any aggregation: the lanes' pending calls go in first.
+            drain_all();
             let sites = SITES.lock().unwrap_or_else(|e| e.into_inner());
             for site in sites.iter() {
-                observer.observe(site.in_progress.load(Ordering::Relaxed), &site.attributes());
+                observer.observe(site.in_progress(), &site.attributes());
             }
         })
         .build();
@@ -93,7 +105,7 @@ fn instruments(generation: u64) -> Arc<Instruments> {
         .with_callback(|observer| {
             let sites = SITES.lock().unwrap_or_else(|e| e.into_inner());
             for site in sites.iter() {
-                let raw = site.last_call.load(Ordering::Relaxed);
+                let raw = site.last_call();
                 if raw != 0 {
                     observer.observe(unix_seconds(raw), &site.attributes());
                 }
@@ -148,6 +160,16 @@ pub struct Callsite {
     function: &'static str,
     module: &'static str,
     current: OnceLock<Bound>,
+    /// Position in [`SITES`], and in each thread's lanes; set with the first binding.
+    index: AtomicUsize,
+    /// Every live thread's lane for this site.
+    lanes: Mutex<Vec<Arc<Lane>>>,
+    /// Held while any of this site's lanes is drained, so that two threads' batches reach the
+    /// SDK one after the other instead of taking turns at the series lock value by value.
+    /// Taken before `lanes` when both are. On a cache line of its own: taking it must not
+    /// evict the fields every call reads.
+    draining: Padded<Mutex<()>>,
+    /// What exited threads' lanes (and calls made while a thread was exiting) left.
     last_call: AtomicU64,
     in_progress: AtomicI64,
 }
@@ -159,6 +181,9 @@ impl Callsite {
             function,
             module,
             current: OnceLock::new(),
+            index: AtomicUsize::new(usize::MAX),
+            lanes: Mutex::new(Vec::new()),
+            draining: Padded(Mutex::new(())),
             last_call: AtomicU64::new(0),
             in_progress: AtomicI64::new(0),
         }
@@ -180,7 +205,10 @@ impl Callsite {
         }
         // The first binding runs once per call site: that is when it joins the observed list.
         let current = self.current.get_or_init(|| {
-            SITES.lock().unwrap_or_else(|e| e.into_inner()).push(self);
+            let mut sites = SITES.lock().unwrap_or_else(|e| e.into_inner());
+            self.index.store(sites.len(), Ordering::Relaxed);
+            sites.push(self);
+            drop(sites);
             Bound::new(self, generation)
         });
         if current.generation == generation {
@@ -203,6 +231,95 @@ impl Callsite {
         Some(*entry)
     }
 
+    /// The binding for the current provider if there is one already; never binds (this runs
+    /// inside the SDK's collection, where making instruments would wait on the SDK's own lock).
+    fn bound_if_ready(&'static self) -> Option<&'static Bound> {
+        let generation = GENERATION.load(Ordering::Acquire);
+        let first = self.current.get()?;
+        if first.generation == generation {
+            return Some(first);
+        }
+        let rebound = REBOUND.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = *rebound.as_ref()?.get(&(self as *const Callsite as usize))?;
+        (entry.generation == generation).then_some(entry)
+    }
+
+    fn in_progress(&self) -> i64 {
+        let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        lanes
+            .iter()
+            .fold(self.in_progress.load(Ordering::Relaxed), |sum, lane| {
+                sum + lane.in_progress.load(Ordering::Relaxed)
+            })
+    }
+
+    fn last_call(&self) -> u64 {
+        let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        lanes
+            .iter()
+            .fold(self.last_call.load(Ordering::Relaxed), |last, lane| {
+                last.max(lane.last_call.load(Ordering::Relaxed))
+            })
+    }
+
+    /// Moves every lane's pending calls into the SDK.
+    fn drain(&'static self) {
+        let Some(b) = self.bound_if_ready() else {
+            return;
+        };
+        let _draining = self.draining.lock().unwrap_or_else(|e| e.into_inner());
+        let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        for lane in lanes.iter() {
+            lane.drain_locked(b);
+        }
+    }
+
+    /// A thread's lane, made on the thread's first call of this site. `None` while the thread
+    /// is exiting (its lanes are gone): the caller records directly.
+    #[inline]
+    fn with_lane<R>(&'static self, f: impl FnOnce(&Lane) -> R) -> Option<R> {
+        let index = self.index.load(Ordering::Relaxed);
+        LANES
+            .try_with(|cell| {
+                if let Some(Some(lane)) = cell.borrow().0.get(index) {
+                    return f(lane);
+                }
+                let lane = self.new_lane();
+                let result = f(&lane);
+                let mut lanes = cell.borrow_mut();
+                if lanes.0.len() <= index {
+                    lanes.0.resize(index + 1, None);
+                }
+                lanes.0[index] = Some(lane);
+                result
+            })
+            .ok()
+    }
+
+    #[cold]
+    fn new_lane(&'static self) -> Arc<Lane> {
+        let lane = Arc::new(Lane::new(self));
+        self.lanes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Arc::clone(&lane));
+        lane
+    }
+
+    /// A lane whose thread exits: its pending calls go to the SDK, its counts to the site.
+    fn retire(&'static self, lane: &Arc<Lane>) {
+        let _draining = self.draining.lock().unwrap_or_else(|e| e.into_inner());
+        let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = self.bound_if_ready() {
+            lane.drain_locked(b);
+        }
+        self.in_progress
+            .fetch_add(lane.in_progress.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.last_call
+            .fetch_max(lane.last_call.load(Ordering::Relaxed), Ordering::Relaxed);
+        lanes.retain(|l| !Arc::ptr_eq(l, lane));
+    }
+
     #[cold]
     fn error(&self, b: &Bound, error_type: Option<&'static str>) {
         let mut attributes = self.attributes();
@@ -217,7 +334,11 @@ impl Callsite {
     #[inline]
     pub fn start(&'static self) -> Guard {
         let bound = self.bound();
-        if bound.is_some() {
+        if bound.is_some()
+            && self
+                .with_lane(|lane| lane.in_progress.add_owned(1))
+                .is_none()
+        {
             self.in_progress.fetch_add(1, Ordering::Relaxed);
         }
         let clock = clock();
@@ -227,6 +348,130 @@ impl Callsite {
             clock,
             start: clock.raw(),
         }
+    }
+}
+
+/// Successful calls a lane can hold. From half full on, its thread passes them to the SDK when no
+/// other thread is doing so for the same function; when full, it waits its turn.
+pub const LANE_CAPACITY: usize = 128;
+
+/// One thread's calls of one call site (see the module docs). Only the owning thread writes
+/// `in_progress`, `last_call`, `head` and the ring; a drain (the owner, or a collection) reads the
+/// ring up to `head` and moves `tail`, under the site's `draining` lock.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Lane {
+    site: &'static Callsite,
+    in_progress: AtomicI64,
+    last_call: AtomicU64,
+    head: AtomicUsize,
+    tail: AtomicUsize,
+    /// Durations in seconds, as `f64` bits.
+    ring: [AtomicU64; LANE_CAPACITY],
+}
+
+/// Adds to a counter only one thread writes: a load and a store, no locked instruction.
+trait AddOwned {
+    fn add_owned(&self, n: i64);
+}
+
+impl AddOwned for AtomicI64 {
+    #[inline(always)]
+    fn add_owned(&self, n: i64) {
+        self.store(self.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+}
+
+impl Lane {
+    fn new(site: &'static Callsite) -> Lane {
+        Lane {
+            site,
+            in_progress: AtomicI64::new(0),
+            last_call: AtomicU64::new(0),
+            head: AtomicUsize::new(0),
+            tail: AtomicUsize::new(0),
+            ring: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// Queues one successful call (owner only).
+    #[inline(always)]
+    fn push(&self, b: &Bound, seconds: f64) {
+        let head = self.head.load(Ordering::Relaxed);
+        let queued = head.wrapping_sub(self.tail.load(Ordering::Acquire));
+        // Half full: try every sixteenth call (a failed try still takes the lock's cache line).
+        let full = queued >= LANE_CAPACITY;
+        if full || (queued >= LANE_CAPACITY / 2 && queued.is_multiple_of(16)) {
+            self.drain(b, full);
+        }
+        self.ring[head % LANE_CAPACITY].store(seconds.to_bits(), Ordering::Relaxed);
+        self.head.store(head.wrapping_add(1), Ordering::Release);
+    }
+
+    /// The owner's drain: waits for the site's lock only when `full`.
+    #[cold]
+    fn drain(&self, b: &Bound, full: bool) {
+        let _draining = match self.site.draining.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) if full => {
+                self.site.draining.lock().unwrap_or_else(|e| e.into_inner())
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
+        self.drain_locked(b);
+    }
+
+    /// Records the queued calls into the SDK; the caller holds the site's `draining` lock.
+    fn drain_locked(&self, b: &Bound) {
+        let tail = self.tail.load(Ordering::Relaxed);
+        let head = self.head.load(Ordering::Acquire);
+        let pending = head.wrapping_sub(tail);
+        if pending == 0 {
+            return;
+        }
+        for i in 0..pending {
+            let bits = self.ring[tail.wrapping_add(i) % LANE_CAPACITY].load(Ordering::Relaxed);
+            b.duration.record(f64::from_bits(bits));
+        }
+        b.ok.add(pending as u64);
+        // Release: the reads above happen before the owner reuses these slots.
+        self.tail.store(head, Ordering::Release);
+    }
+}
+
+/// This thread's lanes, by call-site index.
+struct Lanes(Vec<Option<Arc<Lane>>>);
+
+impl Drop for Lanes {
+    fn drop(&mut self) {
+        for lane in self.0.drain(..).flatten() {
+            lane.site.retire(&lane);
+        }
+    }
+}
+
+thread_local! {
+    static LANES: RefCell<Lanes> = const { RefCell::new(Lanes(Vec::new())) };
+}
+
+/// Moves every thread's pending calls into the SDK. Runs at the start of each collection.
+pub(crate) fn drain_all() {
+    let sites = SITES.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for site in sites {
+        site.drain();
+    }
+}
+
+/// A value alone on its (adjacent-line-prefetch pair of) cache lines.
+#[derive(Debug)]
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
     }
 }
 
@@ -341,14 +586,27 @@ impl Guard {
     fn record(&mut self, outcome: Outcome) {
         let Some(b) = self.bound.take() else { return };
         let end = self.clock.raw();
-        let nanos = self.clock.delta_as_nanos(self.start, end);
-        b.duration.record(nanos as f64 * 1e-9);
-        self.site.in_progress.fetch_sub(1, Ordering::Relaxed);
-        match outcome {
-            Outcome::Ok => b.ok.add(1),
-            Outcome::Error(error_type) => self.site.error(b, error_type),
+        let seconds = self.clock.delta_as_nanos(self.start, end) as f64 * 1e-9;
+        let end = end.max(1);
+        let ok = outcome == Outcome::Ok;
+        let laned = self.site.with_lane(|lane| {
+            lane.in_progress.add_owned(-1);
+            lane.last_call.store(end, Ordering::Relaxed);
+            if ok {
+                lane.push(b, seconds);
+            }
+        });
+        if laned.is_none() {
+            self.site.in_progress.fetch_sub(1, Ordering::Relaxed);
+            self.site.last_call.fetch_max(end, Ordering::Relaxed);
         }
-        self.site.last_call.store(end.max(1), Ordering::Relaxed);
+        if let Outcome::Error(error_type) = outcome {
+            b.duration.record(seconds);
+            self.site.error(b, error_type);
+        } else if laned.is_none() {
+            b.duration.record(seconds);
+            b.ok.add(1);
+        }
     }
 }
 
@@ -445,5 +703,41 @@ impl Drop for Timer {
                 g.finish(Outcome::Ok);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static SITE: Callsite = Callsite::new("lanes_test", "lookout::metrics::measure::tests");
+
+    #[test]
+    fn exited_threads_leave_no_lanes_and_keep_their_counts() {
+        let metrics =
+            super::super::Metrics::in_memory(opentelemetry_sdk::Resource::builder_empty().build());
+        metrics.install();
+        // 200 threads, one after another; each makes a lane, and one call stays in progress
+        // (its guard leaked) so that what a lane counted must survive the lane.
+        for i in 0..200 {
+            std::thread::spawn(move || {
+                SITE.start().finish(Outcome::Ok);
+                if i == 0 {
+                    std::mem::forget(SITE.start());
+                }
+            })
+            .join()
+            .expect("thread");
+        }
+        let lanes = SITE.lanes.lock().map(|l| l.len()).unwrap_or(usize::MAX);
+        assert_eq!(lanes, 0, "an exited thread's lane is removed");
+        assert_eq!(SITE.in_progress(), 1);
+        assert_ne!(SITE.last_call(), 0);
+        // This thread's lane stays while the thread lives, and counts with the retired ones.
+        let guard = SITE.start();
+        assert_eq!(SITE.in_progress(), 2);
+        guard.finish(Outcome::Ok);
+        assert_eq!(SITE.lanes.lock().map(|l| l.len()).unwrap_or(usize::MAX), 1);
+        assert_eq!(SITE.in_progress(), 1);
     }
 }

@@ -24,7 +24,7 @@ use opentelemetry_sdk::metrics::{
     Temporality,
 };
 
-pub use measure::{DURATION_BUCKETS, MAX_TIMER_NAMES, Timer, timer};
+pub use measure::{DURATION_BUCKETS, LANE_CAPACITY, MAX_TIMER_NAMES, Timer, timer};
 pub use operations::{Baseline, OperationStats, operations, operations_since};
 pub use process::ProcessMetricsError;
 
@@ -135,6 +135,9 @@ impl Metrics {
     /// A cumulative snapshot of every instrument, from the SDK's own aggregation.
     pub fn collect(&self) -> Result<ResourceMetrics, opentelemetry_sdk::error::OTelSdkError> {
         let mut rm = ResourceMetrics::default();
+        // The collection's callbacks drain the call sites' lanes too, unless a view dropped
+        // every observable `function.*` instrument: then this is what makes the snapshot exact.
+        measure::drain_all();
         self.pull.collect(&mut rm)?;
         Ok(rm)
     }
