@@ -48,7 +48,17 @@ fn the_builder_limit_reaches_the_provider_init_builds() {
     for i in 0..100 {
         counter.add(1, &[KeyValue::new("job.id", i)]);
     }
+    let noted = || {
+        lookout::metrics::overflowing()
+            .iter()
+            .filter(|name| *name == "jobs")
+            .count()
+    };
+    assert_eq!(noted(), 0, "not collected yet");
     let (points, overflow) = points(&metrics, "jobs");
+    assert_eq!(noted(), 1, "{:?}", lookout::metrics::overflowing());
+    metrics.collect().unwrap();
+    assert_eq!(noted(), 1, "noted once, not at every collection");
     assert!(
         points.len() <= 11,
         "{} series with a limit of 10",

@@ -112,6 +112,7 @@ impl<E: LogExporter> LogExporter for Counted<E> {
 impl<E: PushMetricExporter> PushMetricExporter for Counted<E> {
     fn export(&self, metrics: &ResourceMetrics) -> impl Future<Output = OTelSdkResult> + Send {
         let items = count_points(metrics);
+        crate::metrics::note_overflows(metrics);
         let export = self.inner.export(metrics);
         self.finish(items, export)
     }

@@ -14,10 +14,10 @@ mod process;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::reader::MetricReader;
 use opentelemetry_sdk::metrics::{
     Aggregation, Instrument, InstrumentKind, ManualReader, Pipeline, SdkMeterProvider, Stream,
@@ -35,6 +35,67 @@ pub const DEFAULT_CARDINALITY_LIMIT: usize = 2000;
 /// The attribute the SDK puts on the series that collects measurements past the cardinality
 /// limit.
 pub const OVERFLOW_ATTRIBUTE: &str = "otel.metric.overflow";
+
+/// Instruments seen with an overflow series, in the order they were first seen.
+static OVERFLOWING: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The instruments that have reached their cardinality limit since the process started, as
+/// seen in exports and pull collections. The OpenTelemetry SDK keeps no count of its own; the
+/// overflow series itself (`otel.metric.overflow = true`) holds what did not fit, so
+/// `count({otel_metric_overflow="true"}) > 0` in Prometheus alerts on the same condition.
+pub fn overflowing() -> Vec<String> {
+    OVERFLOWING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
+/// Notes the instruments in `rm` that have an overflow series; says so once per instrument.
+pub(crate) fn note_overflows(rm: &ResourceMetrics) {
+    fn overflowed<T>(data: &MetricData<T>) -> bool {
+        // The SDK gives the overflow series that one attribute and no other.
+        macro_rules! any_overflow {
+            ($points:expr) => {
+                $points.any(|p| {
+                    p.attributes()
+                        .next()
+                        .is_some_and(|kv| kv.key.as_str() == OVERFLOW_ATTRIBUTE)
+                })
+            };
+        }
+        match data {
+            MetricData::Gauge(g) => any_overflow!(g.data_points()),
+            MetricData::Sum(s) => any_overflow!(s.data_points()),
+            MetricData::Histogram(h) => any_overflow!(h.data_points()),
+            MetricData::ExponentialHistogram(h) => any_overflow!(h.data_points()),
+        }
+    }
+    for metric in rm.scope_metrics().flat_map(|s| s.metrics()) {
+        let hit = match metric.data() {
+            AggregatedMetrics::F64(d) => overflowed(d),
+            AggregatedMetrics::U64(d) => overflowed(d),
+            AggregatedMetrics::I64(d) => overflowed(d),
+        };
+        if !hit {
+            continue;
+        }
+        let mut seen = OVERFLOWING.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.iter().any(|name| name == metric.name()) {
+            continue;
+        }
+        seen.push(metric.name().to_owned());
+        drop(seen);
+        tracing::warn!(
+            target: "lookout::metrics",
+            instrument = %metric.name(),
+            "metric {} has reached its cardinality limit: further attribute sets are aggregated into \
+             one series with {OVERFLOW_ATTRIBUTE}=true. An attribute with unbounded values (ids, raw \
+             paths, timestamps) is the usual cause; drop it with a view, or raise the limit with \
+             TelemetryBuilder::cardinality_limit",
+            metric.name(),
+        );
+    }
+}
 
 /// A meter provider together with a pull reader: what [`crate::init`] builds, and what the admin
 /// endpoints read. Cheap to clone.
@@ -139,6 +200,7 @@ impl Metrics {
         // every observable `function.*` instrument: then this is what makes the snapshot exact.
         measure::drain_all();
         self.pull.collect(&mut rm)?;
+        note_overflows(&rm);
         Ok(rm)
     }
 
