@@ -147,7 +147,9 @@ impl Bound {
 
 /// Call sites bound again after the provider was replaced (tests that install several
 /// providers). Leaked like the first binding: one per call site and provider installed.
-static REBOUND: Mutex<Option<HashMap<usize, &'static Bound>>> = Mutex::new(None);
+/// Keyed by call site and generation: a lane's pending calls go to the binding they were made
+/// with, even after the provider was replaced.
+static REBOUND: Mutex<Option<HashMap<(usize, u64), &'static Bound>>> = Mutex::new(None);
 
 /// One `#[measured]` function (or one [`timer`] name). Made by the macro as a `static`.
 ///
@@ -219,29 +221,33 @@ impl Callsite {
 
     #[cold]
     fn rebound(&'static self, generation: u64) -> Option<&'static Bound> {
-        let mut rebound = REBOUND.lock().unwrap_or_else(|e| e.into_inner());
-        let map = rebound.get_or_insert_with(HashMap::new);
-        let key = self as *const Callsite as usize;
-        let entry = map
-            .entry(key)
-            .or_insert_with(|| Box::leak(Box::new(Bound::new(self, generation))));
-        if entry.generation != generation {
-            *entry = Box::leak(Box::new(Bound::new(self, generation)));
+        if let Some(entry) = self.bound_of(generation) {
+            return Some(entry);
         }
+        // Bound with no lock of ours held: binding registers instruments, which waits on the
+        // SDK's pipeline lock, and a collection holding that lock may be draining call sites
+        // (which reads `REBOUND`).
+        let fresh: &'static Bound = Box::leak(Box::new(Bound::new(self, generation)));
+        let mut rebound = REBOUND.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = rebound
+            .get_or_insert_with(HashMap::new)
+            .entry((self as *const Callsite as usize, generation))
+            .or_insert(fresh);
         Some(*entry)
     }
 
-    /// The binding for the current provider if there is one already; never binds (this runs
-    /// inside the SDK's collection, where making instruments would wait on the SDK's own lock).
-    fn bound_if_ready(&'static self) -> Option<&'static Bound> {
-        let generation = GENERATION.load(Ordering::Acquire);
+    /// The binding made for `generation`, if there is one; never binds (this runs inside the
+    /// SDK's collection, where making instruments would wait on the SDK's own lock).
+    fn bound_of(&'static self, generation: u64) -> Option<&'static Bound> {
         let first = self.current.get()?;
         if first.generation == generation {
             return Some(first);
         }
         let rebound = REBOUND.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = *rebound.as_ref()?.get(&(self as *const Callsite as usize))?;
-        (entry.generation == generation).then_some(entry)
+        rebound
+            .as_ref()?
+            .get(&(self as *const Callsite as usize, generation))
+            .copied()
     }
 
     fn in_progress(&self) -> i64 {
@@ -264,13 +270,10 @@ impl Callsite {
 
     /// Moves every lane's pending calls into the SDK.
     fn drain(&'static self) {
-        let Some(b) = self.bound_if_ready() else {
-            return;
-        };
         let _draining = self.draining.lock().unwrap_or_else(|e| e.into_inner());
         let lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
         for lane in lanes.iter() {
-            lane.drain_locked(b);
+            lane.drain_locked();
         }
     }
 
@@ -310,9 +313,7 @@ impl Callsite {
     fn retire(&'static self, lane: &Arc<Lane>) {
         let _draining = self.draining.lock().unwrap_or_else(|e| e.into_inner());
         let mut lanes = self.lanes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(b) = self.bound_if_ready() {
-            lane.drain_locked(b);
-        }
+        lane.drain_locked();
         self.in_progress
             .fetch_add(lane.in_progress.load(Ordering::Relaxed), Ordering::Relaxed);
         self.last_call
@@ -366,6 +367,9 @@ struct Lane {
     last_call: AtomicU64,
     head: AtomicUsize,
     tail: AtomicUsize,
+    /// The provider generation the queued calls were bound to (changed only by the owner, with
+    /// the ring empty and the site's `draining` lock held).
+    generation: AtomicU64,
     /// Durations in seconds, as `f64` bits.
     ring: [AtomicU64; LANE_CAPACITY],
 }
@@ -390,6 +394,7 @@ impl Lane {
             last_call: AtomicU64::new(0),
             head: AtomicUsize::new(0),
             tail: AtomicUsize::new(0),
+            generation: AtomicU64::new(0),
             ring: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -397,20 +402,31 @@ impl Lane {
     /// Queues one successful call (owner only).
     #[inline(always)]
     fn push(&self, b: &Bound, seconds: f64) {
+        if self.generation.load(Ordering::Relaxed) != b.generation {
+            self.rebind(b.generation);
+        }
         let head = self.head.load(Ordering::Relaxed);
         let queued = head.wrapping_sub(self.tail.load(Ordering::Acquire));
         // Half full: try every sixteenth call (a failed try still takes the lock's cache line).
         let full = queued >= LANE_CAPACITY;
         if full || (queued >= LANE_CAPACITY / 2 && queued.is_multiple_of(16)) {
-            self.drain(b, full);
+            self.drain(full);
         }
         self.ring[head % LANE_CAPACITY].store(seconds.to_bits(), Ordering::Relaxed);
         self.head.store(head.wrapping_add(1), Ordering::Release);
     }
 
+    /// The provider changed: what is queued goes to the old one, what follows to the new one.
+    #[cold]
+    fn rebind(&self, generation: u64) {
+        let _draining = self.site.draining.lock().unwrap_or_else(|e| e.into_inner());
+        self.drain_locked();
+        self.generation.store(generation, Ordering::Relaxed);
+    }
+
     /// The owner's drain: waits for the site's lock only when `full`.
     #[cold]
-    fn drain(&self, b: &Bound, full: bool) {
+    fn drain(&self, full: bool) {
         let _draining = match self.site.draining.try_lock() {
             Ok(guard) => guard,
             Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
@@ -419,17 +435,24 @@ impl Lane {
             }
             Err(std::sync::TryLockError::WouldBlock) => return,
         };
-        self.drain_locked(b);
+        self.drain_locked();
     }
 
-    /// Records the queued calls into the SDK; the caller holds the site's `draining` lock.
-    fn drain_locked(&self, b: &Bound) {
+    /// Records the queued calls into the SDK, into the binding they were made with; the caller
+    /// holds the site's `draining` lock.
+    fn drain_locked(&self) {
         let tail = self.tail.load(Ordering::Relaxed);
         let head = self.head.load(Ordering::Acquire);
         let pending = head.wrapping_sub(tail);
         if pending == 0 {
             return;
         }
+        let Some(b) = self.site.bound_of(self.generation.load(Ordering::Relaxed)) else {
+            // Unreachable: calls are queued only after their binding exists. The ring is
+            // emptied all the same, so that the owner never writes over queued calls.
+            self.tail.store(head, Ordering::Release);
+            return;
+        };
         for i in 0..pending {
             let bits = self.ring[tail.wrapping_add(i) % LANE_CAPACITY].load(Ordering::Relaxed);
             b.duration.record(f64::from_bits(bits));
@@ -711,9 +734,48 @@ mod tests {
     use super::*;
 
     static SITE: Callsite = Callsite::new("lanes_test", "lookout::metrics::measure::tests");
+    static REBOUND_SITE: Callsite = Callsite::new("rebound_test", "");
+
+    /// These tests install global providers: one at a time.
+    static GLOBAL_PROVIDER: Mutex<()> = Mutex::new(());
+
+    fn calls(metrics: &super::super::Metrics, name: &str) -> u64 {
+        let snapshot = metrics.collect().expect("collect");
+        super::super::operations(&snapshot)
+            .into_iter()
+            .find(|o| o.name == name)
+            .map_or(0, |o| o.calls)
+    }
+
+    #[test]
+    fn a_replaced_provider_gets_the_calls_after_it_and_its_collection_drains_them() {
+        let _one_at_a_time = GLOBAL_PROVIDER.lock().unwrap_or_else(|e| e.into_inner());
+        let resource = || opentelemetry_sdk::Resource::builder_empty().build();
+        let first = super::super::Metrics::in_memory(resource());
+        first.install();
+        REBOUND_SITE.start().finish(Outcome::Ok);
+        let second = super::super::Metrics::in_memory(resource());
+        second.install();
+        // A collection of the new provider runs its callbacks (which drain every call site)
+        // while this thread binds the site to it: neither waits for the other.
+        std::thread::scope(|s| {
+            let collector = s.spawn(|| {
+                for _ in 0..50 {
+                    let _ = second.collect();
+                }
+            });
+            for _ in 0..3 {
+                REBOUND_SITE.start().finish(Outcome::Ok);
+            }
+            collector.join().expect("collector");
+        });
+        assert_eq!(calls(&first, "rebound_test"), 1);
+        assert_eq!(calls(&second, "rebound_test"), 3);
+    }
 
     #[test]
     fn exited_threads_leave_no_lanes_and_keep_their_counts() {
+        let _one_at_a_time = GLOBAL_PROVIDER.lock().unwrap_or_else(|e| e.into_inner());
         let metrics =
             super::super::Metrics::in_memory(opentelemetry_sdk::Resource::builder_empty().build());
         metrics.install();
