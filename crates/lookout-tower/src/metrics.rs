@@ -1,6 +1,12 @@
 //! The instruments, created once per layer.
 
-use opentelemetry::metrics::{Histogram, Meter, UpDownCounter};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{BoundHistogram, BoundUpDownCounter, Histogram, Meter, UpDownCounter};
+use opentelemetry_semantic_conventions::attribute;
 use opentelemetry_semantic_conventions::metric as semconv;
 
 /// Seconds: the semantic conventions' advice for HTTP and RPC durations.
@@ -31,10 +37,234 @@ pub(crate) fn duration(
         .build()
 }
 
-#[derive(Debug, Clone)]
+/// What a finished request's duration is recorded with, but the route: all `'static`, so a
+/// lookup hashes a few words and the route's text, and builds no attribute list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct RequestKind {
+    pub(crate) method: &'static str,
+    pub(crate) scheme: &'static str,
+    pub(crate) version: &'static str,
+    /// `None` when the request failed before a response (`error_type` then says why).
+    pub(crate) status: Option<u16>,
+    /// Why the request failed when it is not just a 5xx: `panic`, or the service's error type.
+    pub(crate) error_type: Option<&'static str>,
+}
+
+impl RequestKind {
+    /// The metric attributes, in the semantic conventions' terms.
+    pub(crate) fn attributes(&self, route: Option<&Arc<str>>) -> Vec<KeyValue> {
+        let mut attributes = Vec::with_capacity(6);
+        attributes.push(KeyValue::new(attribute::HTTP_REQUEST_METHOD, self.method));
+        attributes.push(KeyValue::new(attribute::URL_SCHEME, self.scheme));
+        attributes.push(KeyValue::new(
+            attribute::NETWORK_PROTOCOL_VERSION,
+            self.version,
+        ));
+        if let Some(r) = route {
+            attributes.push(KeyValue::new(attribute::HTTP_ROUTE, Arc::clone(r)));
+        }
+        if let Some(code) = self.status {
+            attributes.push(KeyValue::new(
+                attribute::HTTP_RESPONSE_STATUS_CODE,
+                i64::from(code),
+            ));
+        }
+        if let Some(t) = self.error_type() {
+            attributes.push(KeyValue::new(attribute::ERROR_TYPE, t));
+        }
+        attributes
+    }
+
+    /// `error.type`: the failure's own type (`panic`, the service's error type), else the status
+    /// code of a 5xx.
+    pub(crate) fn error_type(&self) -> Option<std::borrow::Cow<'static, str>> {
+        match (self.error_type, self.status) {
+            (Some(t), _) => Some(t.into()),
+            (None, Some(code)) if code >= 500 => Some(code.to_string().into()),
+            _ => None,
+        }
+    }
+}
+
+/// At most this many route templates are interned per layer (axum's are as many as the app's
+/// routes; a `route` hook could return anything). Past it, a request's route is used as it is:
+/// its span name and metric attributes are built per request and recorded through the SDK's
+/// attribute lookup (and its cardinality limit), as for any unbounded attribute.
+pub(crate) const MAX_ROUTES: usize = 1024;
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::FixedState>;
+
+/// One route template, interned: its text shared (no copy per request), its span names made once
+/// per method, and its `http.server.request.duration` series bound once per request kind (a
+/// request then costs a small hash lookup and the histogram update, no attribute list and no
+/// lookup in the SDK).
+#[derive(Debug)]
+pub(crate) struct Route {
+    /// The template, `""` for "no route matched".
+    pub(crate) template: Arc<str>,
+    interned: bool,
+    /// `{method} {template}`, leaked once per method and interned route (bounded by
+    /// [`MAX_ROUTES`]): span names are `Cow<'static, str>`.
+    names: [OnceLock<&'static str>; 10],
+    durations: RwLock<FastMap<RequestKind, BoundHistogram<f64>>>,
+}
+
+impl Route {
+    fn new(template: Arc<str>, interned: bool) -> Self {
+        Route {
+            template,
+            interned,
+            names: Default::default(),
+            durations: RwLock::new(FastMap::default()),
+        }
+    }
+
+    /// `None` when no route matched.
+    pub(crate) fn template(&self) -> Option<&Arc<str>> {
+        (!self.template.is_empty()).then_some(&self.template)
+    }
+
+    /// The default span name: `{method} {route}`, or the method alone with no route.
+    pub(crate) fn span_name(&self, method: &'static str) -> Cow<'static, str> {
+        if self.template.is_empty() {
+            return Cow::Borrowed(method);
+        }
+        let Some(i) = method_index(method).filter(|_| self.interned) else {
+            return Cow::Owned(format!("{method} {}", self.template));
+        };
+        Cow::Borrowed(
+            self.names[i]
+                .get_or_init(|| Box::leak(format!("{method} {}", self.template).into_boxed_str())),
+        )
+    }
+}
+
+/// The route templates a layer has seen.
+#[derive(Debug)]
+pub(crate) struct Routes {
+    interned: RwLock<FastMap<Box<str>, Arc<Route>>>,
+    none: Arc<Route>,
+}
+
+impl Default for Routes {
+    fn default() -> Self {
+        Routes {
+            interned: RwLock::new(FastMap::default()),
+            none: Arc::new(Route::new(Arc::from(""), true)),
+        }
+    }
+}
+
+impl Routes {
+    /// The route for `template` (`None`: no route matched).
+    pub(crate) fn get(&self, template: Option<&str>) -> Arc<Route> {
+        let Some(template) = template.filter(|t| !t.is_empty()) else {
+            return Arc::clone(&self.none);
+        };
+        if let Some(route) = self
+            .interned
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(template)
+        {
+            return Arc::clone(route);
+        }
+        let mut interned = self.interned.write().unwrap_or_else(|e| e.into_inner());
+        if interned.len() >= MAX_ROUTES {
+            return Arc::new(Route::new(Arc::from(template), false));
+        }
+        let route = interned
+            .entry(template.into())
+            .or_insert_with(|| Arc::new(Route::new(Arc::from(template), true)));
+        Arc::clone(route)
+    }
+}
+
+/// `http.server.request.duration`.
+#[derive(Debug)]
+pub(crate) struct Durations {
+    histogram: Histogram<f64>,
+}
+
+impl Durations {
+    fn new(histogram: Histogram<f64>) -> Self {
+        Durations { histogram }
+    }
+
+    /// Records `seconds` for a request of `kind` on `route`.
+    pub(crate) fn record(&self, kind: RequestKind, route: &Route, seconds: f64) {
+        if !route.interned {
+            self.histogram
+                .record(seconds, &kind.attributes(route.template()));
+            return;
+        }
+        {
+            let bound = route.durations.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(b) = bound.get(&kind) {
+                b.record(seconds);
+                return;
+            }
+        }
+        let mut bound = route.durations.write().unwrap_or_else(|e| e.into_inner());
+        bound
+            .entry(kind)
+            .or_insert_with(|| self.histogram.bind(&kind.attributes(route.template())))
+            .record(seconds);
+    }
+}
+
+/// `http.server.active_requests` by method and scheme, bound on first use.
+#[derive(Debug)]
+pub(crate) struct Active {
+    counter: UpDownCounter<i64>,
+    /// By method (the nine known ones, then `_OTHER`), then scheme (`http`, `https`, other).
+    bound: [[OnceLock<BoundUpDownCounter<i64>>; 3]; 10],
+}
+
+const METHODS: [&str; 10] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "_OTHER",
+];
+
+/// The index of a `http.request.method` value in [`METHODS`].
+fn method_index(method: &str) -> Option<usize> {
+    METHODS.iter().position(|m| *m == method)
+}
+
+impl Active {
+    fn new(counter: UpDownCounter<i64>) -> Self {
+        Active {
+            counter,
+            bound: Default::default(),
+        }
+    }
+
+    /// Adds `n` to the requests in progress with `method` and `scheme`.
+    pub(crate) fn add(&self, method: &'static str, scheme: &'static str, n: i64) {
+        let m = method_index(method);
+        let s = match scheme {
+            "http" => Some(0),
+            "https" => Some(1),
+            _ => None,
+        };
+        let attributes = || {
+            [
+                KeyValue::new(attribute::HTTP_REQUEST_METHOD, method),
+                KeyValue::new(attribute::URL_SCHEME, scheme),
+            ]
+        };
+        match (m, s) {
+            (Some(m), Some(s)) => self.bound[m][s]
+                .get_or_init(|| self.counter.bind(&attributes()))
+                .add(n),
+            _ => self.counter.add(n, &attributes()),
+        }
+    }
+}
+
+#[derive(Debug)]
 pub(crate) struct HttpServerInstruments {
-    pub(crate) duration: Histogram<f64>,
-    pub(crate) active: UpDownCounter<i64>,
+    pub(crate) duration: Durations,
+    pub(crate) active: Active,
     pub(crate) request_size: Histogram<u64>,
     pub(crate) response_size: Histogram<u64>,
 }
@@ -50,16 +280,18 @@ impl HttpServerInstruments {
                 .build()
         };
         HttpServerInstruments {
-            duration: duration(
+            duration: Durations::new(duration(
                 meter,
                 semconv::HTTP_SERVER_REQUEST_DURATION,
                 "Duration of HTTP server requests",
+            )),
+            active: Active::new(
+                meter
+                    .i64_up_down_counter(semconv::HTTP_SERVER_ACTIVE_REQUESTS)
+                    .with_unit("{request}")
+                    .with_description("Number of active HTTP server requests")
+                    .build(),
             ),
-            active: meter
-                .i64_up_down_counter(semconv::HTTP_SERVER_ACTIVE_REQUESTS)
-                .with_unit("{request}")
-                .with_description("Number of active HTTP server requests")
-                .build(),
             request_size: size(
                 semconv::HTTP_SERVER_REQUEST_BODY_SIZE,
                 "Size of HTTP server request bodies",
@@ -69,5 +301,29 @@ impl HttpServerInstruments {
                 "Size of HTTP server response bodies",
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_interned_up_to_the_limit_then_used_as_they_are() {
+        let routes = Routes::default();
+        let a = routes.get(Some("/a/{id}"));
+        assert!(Arc::ptr_eq(&a, &routes.get(Some("/a/{id}"))), "one entry");
+        assert!(matches!(a.span_name("GET"), Cow::Borrowed("GET /a/{id}")));
+        let none = routes.get(None);
+        assert!(none.template().is_none());
+        assert_eq!(none.span_name("POST"), "POST");
+        for i in 1..MAX_ROUTES {
+            routes.get(Some(&format!("/r{i}")));
+        }
+        let late = routes.get(Some("/late"));
+        assert!(!late.interned, "past the limit");
+        assert!(!Arc::ptr_eq(&late, &routes.get(Some("/late"))));
+        assert!(matches!(late.span_name("GET"), Cow::Owned(ref n) if n == "GET /late"));
+        assert_eq!(late.template().map(|t| &**t), Some("/late"));
     }
 }

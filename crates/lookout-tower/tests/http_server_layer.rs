@@ -263,6 +263,22 @@ async fn a_panicking_handler_gives_500_and_the_server_keeps_serving() {
         .expect("fail span");
     assert_eq!(attr(fail, "error.type").as_deref(), Some("503"));
     assert!(matches!(fail.status, Status::Error { .. }));
+    // The duration metric says the same, per route.
+    let points = capture.points("http.server.request.duration");
+    let route = |r: &str| {
+        points
+            .iter()
+            .find(|p| p.attr("http.route") == Some(r))
+            .unwrap_or_else(|| panic!("no series for {r}: {points:#?}"))
+    };
+    assert_eq!(route("/boom").attr("error.type"), Some("panic"));
+    assert_eq!(
+        route("/boom").attr("http.response.status_code"),
+        Some("500")
+    );
+    assert_eq!(route("/fail").attr("error.type"), Some("503"));
+    assert_eq!(route("/orders/{id}").attr("error.type"), None);
+    assert_eq!(route("/orders/{id}").count, 1);
 }
 
 #[tokio::test(flavor = "current_thread")]

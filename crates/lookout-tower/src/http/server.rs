@@ -1,5 +1,6 @@
 //! The HTTP server layer: a SERVER span continuing the caller's trace, and the semconv metrics.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -21,7 +22,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{capture_list, header_attributes, method_attr, protocol_version};
-use crate::metrics::HttpServerInstruments;
+use crate::metrics::{HttpServerInstruments, RequestKind, Route, Routes};
 
 type Hook = Arc<dyn Fn(&Parts, &mut Vec<KeyValue>) + Send + Sync>;
 type NameHook = Arc<dyn Fn(&Parts, Option<&str>) -> String + Send + Sync>;
@@ -38,6 +39,7 @@ struct Config {
     on_request: Option<Hook>,
     span_name: Option<NameHook>,
     route: Option<RouteHook>,
+    routes: Routes,
     scheme: &'static str,
     body_sizes: bool,
     tracer: std::sync::OnceLock<BoxedTracer>,
@@ -110,6 +112,7 @@ impl HttpServerLayer {
                 on_request: None,
                 span_name: None,
                 route: None,
+                routes: Routes::default(),
                 scheme: "http",
                 body_sizes: false,
                 tracer: std::sync::OnceLock::new(),
@@ -244,12 +247,15 @@ fn skipped(skip: &[String], path: &str) -> bool {
     })
 }
 
-fn route_of(config: &Config, parts: &Parts) -> Option<String> {
+fn route_of(config: &Config, parts: &Parts) -> Arc<Route> {
     #[cfg(feature = "axum")]
     if let Some(m) = parts.extensions.get::<axum::extract::MatchedPath>() {
-        return Some(m.as_str().to_owned());
+        return config.routes.get(Some(m.as_str()));
     }
-    config.route.as_ref().and_then(|f| f(parts))
+    match &config.route {
+        Some(f) => config.routes.get(f(parts).as_deref()),
+        None => config.routes.get(None),
+    }
 }
 
 /// What a tracked request carries from `call` to its end: the span's context and the metric
@@ -262,18 +268,11 @@ struct Tracked {
     method: &'static str,
     scheme: &'static str,
     version: &'static str,
-    route: Option<String>,
+    route: Arc<Route>,
     request_size: Option<u64>,
 }
 
 impl Tracked {
-    fn active_attributes(&self) -> [KeyValue; 2] {
-        [
-            KeyValue::new(semconv::HTTP_REQUEST_METHOD, self.method),
-            KeyValue::new(semconv::URL_SCHEME, self.scheme),
-        ]
-    }
-
     /// Ends the span and records the metrics for a finished request (`None`: the handler
     /// panicked, answered with a 500).
     fn finish<ResB, E>(
@@ -288,7 +287,6 @@ impl Tracked {
         let (result, status, error_type) = match outcome {
             Some(Ok(resp)) => {
                 let code = resp.status().as_u16();
-                let error = (code >= 500).then(|| code.to_string());
                 if !config.response_headers.is_empty() && span.is_recording() {
                     let mut attrs = Vec::new();
                     header_attributes(
@@ -299,57 +297,49 @@ impl Tracked {
                     );
                     span.set_attributes(attrs);
                 }
-                (Ok(resp), Some(code), error)
+                (Ok(resp), Some(code), None)
             }
-            Some(Err(e)) => (Err(e), None, Some(std::any::type_name::<E>().to_owned())),
+            Some(Err(e)) => (Err(e), None, Some(std::any::type_name::<E>())),
             None => {
                 let mut resp = Response::new(ResB::default());
                 *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                (Ok(resp), Some(500), Some("panic".to_owned()))
+                (Ok(resp), Some(500), Some("panic"))
             }
         };
-        if let Some(code) = status {
-            span.set_attribute(KeyValue::new(
-                semconv::HTTP_RESPONSE_STATUS_CODE,
-                i64::from(code),
-            ));
-        }
-        if let Some(t) = &error_type {
-            span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, t.clone()));
-            span.set_status(Status::error(t.clone()));
+        let kind = RequestKind {
+            method: self.method,
+            scheme: self.scheme,
+            version: self.version,
+            status,
+            error_type,
+        };
+        if span.is_recording() {
+            if let Some(code) = status {
+                span.set_attribute(KeyValue::new(
+                    semconv::HTTP_RESPONSE_STATUS_CODE,
+                    i64::from(code),
+                ));
+            }
+            if let Some(t) = kind.error_type() {
+                span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, t.clone()));
+                span.set_status(Status::error(t));
+            }
         }
         span.end();
-        let mut attributes = Vec::with_capacity(6);
-        attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, self.method));
-        attributes.push(KeyValue::new(semconv::URL_SCHEME, self.scheme));
-        attributes.push(KeyValue::new(
-            semconv::NETWORK_PROTOCOL_VERSION,
-            self.version,
-        ));
-        if let Some(r) = &self.route {
-            attributes.push(KeyValue::new(semconv::HTTP_ROUTE, r.clone()));
-        }
-        if let Some(code) = status {
-            attributes.push(KeyValue::new(
-                semconv::HTTP_RESPONSE_STATUS_CODE,
-                i64::from(code),
-            ));
-        }
-        if let Some(t) = error_type {
-            attributes.push(KeyValue::new(semconv::ERROR_TYPE, t));
-        }
         let instruments = &config.instruments;
         instruments
             .duration
-            .record(self.start.elapsed().as_secs_f64(), &attributes);
-        if let Some(n) = self.request_size {
-            instruments.request_size.record(n, &attributes);
-        }
-        if config.body_sizes
-            && let Ok(resp) = &result
-            && let Some(n) = resp.body().size_hint().exact()
-        {
-            instruments.response_size.record(n, &attributes);
+            .record(kind, &self.route, self.start.elapsed().as_secs_f64());
+        if config.body_sizes {
+            let attributes = kind.attributes(self.route.template());
+            if let Some(n) = self.request_size {
+                instruments.request_size.record(n, &attributes);
+            }
+            if let Ok(resp) = &result
+                && let Some(n) = resp.body().size_hint().exact()
+            {
+                instruments.response_size.record(n, &attributes);
+            }
         }
         result
     }
@@ -357,8 +347,10 @@ impl Tracked {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        let attributes = self.active_attributes();
-        self.config.instruments.active.add(-1, &attributes);
+        self.config
+            .instruments
+            .active
+            .add(self.method, self.scheme, -1);
     }
 }
 
@@ -461,11 +453,8 @@ where
         };
         let version = protocol_version(parts.version);
         let name = match &config.span_name {
-            Some(f) => f(&parts, route.as_deref()),
-            None => match &route {
-                Some(r) => format!("{method} {r}"),
-                None => method.to_owned(),
-            },
+            Some(f) => Cow::Owned(f(&parts, route.template().map(|t| &**t))),
+            None => route.span_name(method),
         };
         // The span is built with the OpenTelemetry API directly: one allocation for its
         // attributes instead of a tracing span's per-field visits. Handler spans
@@ -481,8 +470,8 @@ where
                 parts.method.to_string(),
             ));
         }
-        if let Some(r) = &route {
-            attributes.push(KeyValue::new(semconv::HTTP_ROUTE, r.clone()));
+        if let Some(r) = route.template() {
+            attributes.push(KeyValue::new(semconv::HTTP_ROUTE, Arc::clone(r)));
         }
         attributes.push(KeyValue::new(
             semconv::URL_PATH,
@@ -547,7 +536,7 @@ where
             .config
             .instruments
             .active
-            .add(1, &tracked.active_attributes());
+            .add(tracked.method, tracked.scheme, 1);
         let inner = {
             let _attached = tracked.cx.clone().attach();
             self.inner.call(Request::from_parts(parts, body))
