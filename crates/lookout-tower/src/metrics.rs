@@ -180,36 +180,51 @@ impl Routes {
     }
 }
 
+/// At most this many duration series are bound per layer (twice the SDK's default cardinality
+/// limit, past which the SDK sends bindings to its overflow series anyway); further ones are
+/// recorded the ordinary way.
+const MAX_BOUND_SERIES: usize = 4096;
+
 /// `http.server.request.duration`.
 #[derive(Debug)]
 pub(crate) struct Durations {
     histogram: Histogram<f64>,
+    bound: std::sync::atomic::AtomicUsize,
 }
 
 impl Durations {
     fn new(histogram: Histogram<f64>) -> Self {
-        Durations { histogram }
+        Durations {
+            histogram,
+            bound: std::sync::atomic::AtomicUsize::new(0),
+        }
     }
 
     /// Records `seconds` for a request of `kind` on `route`.
     pub(crate) fn record(&self, kind: RequestKind, route: &Route, seconds: f64) {
-        if !route.interned {
-            self.histogram
-                .record(seconds, &kind.attributes(route.template()));
-            return;
-        }
-        {
-            let bound = route.durations.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(b) = bound.get(&kind) {
-                b.record(seconds);
+        if route.interned {
+            {
+                let bound = route.durations.read().unwrap_or_else(|e| e.into_inner());
+                if let Some(b) = bound.get(&kind) {
+                    b.record(seconds);
+                    return;
+                }
+            }
+            use std::sync::atomic::Ordering::Relaxed;
+            if self.bound.load(Relaxed) < MAX_BOUND_SERIES {
+                let mut bound = route.durations.write().unwrap_or_else(|e| e.into_inner());
+                bound
+                    .entry(kind)
+                    .or_insert_with(|| {
+                        self.bound.fetch_add(1, Relaxed);
+                        self.histogram.bind(&kind.attributes(route.template()))
+                    })
+                    .record(seconds);
                 return;
             }
         }
-        let mut bound = route.durations.write().unwrap_or_else(|e| e.into_inner());
-        bound
-            .entry(kind)
-            .or_insert_with(|| self.histogram.bind(&kind.attributes(route.template())))
-            .record(seconds);
+        self.histogram
+            .record(seconds, &kind.attributes(route.template()));
     }
 }
 
