@@ -7,7 +7,7 @@
 //! | `GET /metrics` | every OpenTelemetry metric as Prometheus text (0.0.4), or OpenMetrics 1.0 when the `Accept` header prefers it; gzip when accepted |
 //! | `GET /monitoring/metrics` | statistics of every `#[measured]` function and [`lookout::timer`] |
 //! | `GET /monitoring/operation?name=` | one of them (404 with the known names when absent) |
-//! | `GET /monitoring/system` | uptime, totals, error rate, latency, process and runtime figures, export pipeline, metric series |
+//! | `GET /monitoring/system` | uptime, totals, error rate, latency, process and runtime figures, export pipeline, metric series and the instruments that reached their cardinality limit (`lookout::metrics::overflowing`) |
 //! | `GET /monitoring/live`, `/monitoring/ready`, `/monitoring/health` | liveness, readiness and overall health (from `lookout-health` when given one) |
 //! | `GET /health`, `/health/{live,ready,startup,group}` | `lookout-health`'s routes, when given one |
 //! | `POST /monitoring/reset` | only when a reset token is set, and then only with `Authorization: Bearer <token>` (401 without, 405 for other methods) |

@@ -262,44 +262,29 @@ fn figures(snapshot: &ResourceMetrics, scope: &str) -> Map<String, Json> {
     out
 }
 
-/// Series per instrument, and the instruments that hit the cardinality limit.
+/// Series per instrument, and the instruments that hit the cardinality limit (noted by
+/// `Metrics::collect` as it took the snapshot).
 fn series(snapshot: &ResourceMetrics) -> Json {
     let mut instruments = 0usize;
     let mut total = 0usize;
-    let mut overflowing = Vec::new();
     for s in snapshot.scope_metrics() {
         for m in s.metrics() {
             instruments += 1;
-            let mut overflow = false;
-            let mut count = 0usize;
-            macro_rules! scan {
-                ($pts:expr) => {
-                    for p in $pts {
-                        count += 1;
-                        overflow |= p
-                            .attributes()
-                            .any(|kv| kv.key.as_str() == lookout::metrics::OVERFLOW_ATTRIBUTE);
-                    }
-                };
-            }
-            match m.data() {
-                AggregatedMetrics::F64(MetricData::Sum(d)) => scan!(d.data_points()),
-                AggregatedMetrics::I64(MetricData::Sum(d)) => scan!(d.data_points()),
-                AggregatedMetrics::U64(MetricData::Sum(d)) => scan!(d.data_points()),
-                AggregatedMetrics::F64(MetricData::Gauge(d)) => scan!(d.data_points()),
-                AggregatedMetrics::I64(MetricData::Gauge(d)) => scan!(d.data_points()),
-                AggregatedMetrics::U64(MetricData::Gauge(d)) => scan!(d.data_points()),
-                AggregatedMetrics::F64(MetricData::Histogram(d)) => scan!(d.data_points()),
-                AggregatedMetrics::I64(MetricData::Histogram(d)) => scan!(d.data_points()),
-                AggregatedMetrics::U64(MetricData::Histogram(d)) => scan!(d.data_points()),
-                _ => {}
-            }
-            total += count;
-            if overflow {
-                overflowing.push(m.name().to_owned());
-            }
+            total += match m.data() {
+                AggregatedMetrics::F64(MetricData::Sum(d)) => d.data_points().count(),
+                AggregatedMetrics::I64(MetricData::Sum(d)) => d.data_points().count(),
+                AggregatedMetrics::U64(MetricData::Sum(d)) => d.data_points().count(),
+                AggregatedMetrics::F64(MetricData::Gauge(d)) => d.data_points().count(),
+                AggregatedMetrics::I64(MetricData::Gauge(d)) => d.data_points().count(),
+                AggregatedMetrics::U64(MetricData::Gauge(d)) => d.data_points().count(),
+                AggregatedMetrics::F64(MetricData::Histogram(d)) => d.data_points().count(),
+                AggregatedMetrics::I64(MetricData::Histogram(d)) => d.data_points().count(),
+                AggregatedMetrics::U64(MetricData::Histogram(d)) => d.data_points().count(),
+                _ => 0,
+            };
         }
     }
+    let overflowing = lookout::metrics::overflowing();
     json!({"instruments": instruments, "series": total, "overflowing": overflowing})
 }
 

@@ -9,6 +9,8 @@ use opentelemetry::metrics::{BoundHistogram, BoundUpDownCounter, Histogram, Mete
 use opentelemetry_semantic_conventions::attribute;
 use opentelemetry_semantic_conventions::metric as semconv;
 
+use crate::http::METHODS;
+
 /// Seconds: the semantic conventions' advice for HTTP and RPC durations.
 pub(crate) const DURATION_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
@@ -37,8 +39,9 @@ pub(crate) fn duration(
         .build()
 }
 
-/// What a finished request's duration is recorded with, but the route: all `'static`, so a
-/// lookup hashes a few words and the route's text, and builds no attribute list.
+/// What a finished request's duration is recorded with, but the route (each [`Route`] keeps its
+/// own series): all `'static` or small, so a lookup hashes a few words and builds no attribute
+/// list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct RequestKind {
     pub(crate) method: &'static str,
@@ -77,7 +80,7 @@ impl RequestKind {
 
     /// `error.type`: the failure's own type (`panic`, the service's error type), else the status
     /// code of a 5xx.
-    pub(crate) fn error_type(&self) -> Option<std::borrow::Cow<'static, str>> {
+    pub(crate) fn error_type(&self) -> Option<Cow<'static, str>> {
         match (self.error_type, self.status) {
             (Some(t), _) => Some(t.into()),
             (None, Some(code)) if code >= 500 => Some(code.to_string().into()),
@@ -232,13 +235,10 @@ impl Durations {
 #[derive(Debug)]
 pub(crate) struct Active {
     counter: UpDownCounter<i64>,
-    /// By method (the nine known ones, then `_OTHER`), then scheme (`http`, `https`, other).
-    bound: [[OnceLock<BoundUpDownCounter<i64>>; 3]; 10],
+    /// By method (index in [`METHODS`]), then scheme (`http`, `https`); a custom scheme is
+    /// recorded unbound.
+    bound: [[OnceLock<BoundUpDownCounter<i64>>; 2]; 10],
 }
-
-const METHODS: [&str; 10] = [
-    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "_OTHER",
-];
 
 /// The index of a `http.request.method` value in [`METHODS`].
 fn method_index(method: &str) -> Option<usize> {
