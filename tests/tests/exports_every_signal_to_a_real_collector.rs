@@ -171,3 +171,25 @@ fn over_http_with_gzip_per_signal_settings() {
         ],
     );
 }
+
+/// The quiet collector the benchmarks use accepts every export (none fails) and prints none of it.
+#[test]
+fn a_quiet_collector_accepts_exports_without_printing_them() {
+    let collector = Collector::start_quiet().expect("collector starts");
+    let endpoint = collector.grpc_endpoint();
+    let vars = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        ("E2E_RUNTIME", "none"),
+    ];
+    let app = run(&env!("CARGO_BIN_EXE_e2e-app").into(), &["tree"], &vars);
+    assert_eq!(app.result(), Some("ok"), "{}\n{}", app.stdout, app.stderr);
+    assert_eq!(app.counts("traces"), Some((3, 0)), "{}", app.stdout);
+    assert_eq!(app.counts("logs"), Some((3, 0)), "{}", app.stdout);
+    let received = collector.received();
+    assert!(
+        received.spans.is_empty() && received.logs.is_empty(),
+        "a quiet collector prints nothing it receives:\n{}",
+        collector.output()
+    );
+}

@@ -105,26 +105,45 @@ impl Collector {
 
     /// Starts a collector on the given addresses (to start one where a program already sends).
     pub fn start_on(grpc: SocketAddr, http: SocketAddr) -> Result<Collector, CollectorError> {
+        Self::spawn(grpc, http, true)
+    }
+
+    /// Starts a collector on two free loopback ports that receives and discards everything
+    /// without printing it, as a production collector with a blackhole exporter would: for
+    /// benchmarks, where printing every span would cost the machine more CPU than receiving it.
+    /// [`Collector::received`] stays empty.
+    pub fn start_quiet() -> Result<Collector, CollectorError> {
+        let grpc = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        let http = SocketAddr::from(([127, 0, 0, 1], free_port()));
+        Self::spawn(grpc, http, false)
+    }
+
+    fn spawn(grpc: SocketAddr, http: SocketAddr, print: bool) -> Result<Collector, CollectorError> {
         let agent = find_agent()?;
         let dir = tempfile::tempdir().map_err(|source| CollectorError::Spawn {
             path: agent.clone(),
             source,
         })?;
-        let mut child = Command::new(&agent)
+        let mut command = Command::new(&agent);
+        command
             .arg("start")
             .args(["--log-format", "json"])
             .args(["--otlp-grpc-endpoint", &grpc.to_string()])
             .args(["--otlp-http-endpoint", &http.to_string()])
-            .args(["--exporter", "blackhole"])
-            .args([
-                "--debug-log",
-                "traces",
-                "--debug-log",
-                "metrics",
-                "--debug-log",
-                "logs",
-            ])
-            .args(["--debug-log-verbosity", "detailed"])
+            .args(["--exporter", "blackhole"]);
+        if print {
+            command
+                .args([
+                    "--debug-log",
+                    "traces",
+                    "--debug-log",
+                    "metrics",
+                    "--debug-log",
+                    "logs",
+                ])
+                .args(["--debug-log-verbosity", "detailed"]);
+        }
+        let mut child = command
             .args(["--batch-timeout", "50ms"])
             .arg("--pid-file")
             .arg(dir.path().join("rotel.pid"))
