@@ -11,7 +11,13 @@
 //! Each is loaded with `wrk -t1 -c32 -d{SECS}s --latency` (wrk on the other core), in the order
 //! bare, lookout, peer, repeated `ROUNDS` times; the table has requests/s and p99 per run and the
 //! ratios to bare, first with every request sampled and exported, then with a 1 % parent-based
-//! sample. `BENCH_SECS` (default 10) and `BENCH_ROUNDS` (default 2) change the run.
+//! sample, then with every request sampled and no span exporter (`OTEL_TRACES_EXPORTER=none`:
+//! the layer and span recording without the export pipeline). `BENCH_SECS` (default 10) and
+//! `BENCH_ROUNDS` (default 2) change the run.
+//!
+//! The collector is started quiet (`Collector::start_quiet`): it receives and discards, as a
+//! production collector with a blackhole exporter would, without printing every span (which
+//! cost these 2 cores more than receiving them).
 //!
 //! Diagnostics (`micro sdk` installs lookout first): `serve layer-only ADDR` (the layer with no SDK installed), `serve init-only ADDR`
 //! (`lookout::init()` with no layer), `serve noop-layer ADDR` (an identity tower layer) and `micro` (the layer's
@@ -34,9 +40,27 @@ async fn serve(mode: &str, addr: &str) -> Result<(), Box<dyn std::error::Error>>
     match mode {
         "bare" => axum::serve(listener, app()).await?,
         "lookout" => {
-            let _telemetry = lookout::init()?;
+            let telemetry = lookout::init()?;
             let router = app().layer(lookout_tower::HttpServerLayer::new());
-            axum::serve(listener, router).await?
+            // Stopped with SIGINT by the harness: flush, then say how many spans were exported
+            // and lost (a span dropped from a full queue would flatter the throughput).
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = tokio::signal::ctrl_c().await;
+                })
+                .await?;
+            let report = match telemetry.shutdown() {
+                Ok(report) => report,
+                Err(
+                    lookout::ShutdownError::DataLost { report }
+                    | lookout::ShutdownError::DeadlineExceeded { report, .. },
+                ) => report,
+                Err(other) => return Err(other.into()),
+            };
+            println!(
+                "spans exported {} lost {}",
+                report.traces.exported, report.traces.lost
+            );
         }
         // Diagnostic: lookout installed, no layer (what the SDK and subscriber cost by themselves).
         "init-only" => {
@@ -85,6 +109,26 @@ impl Drop for Killed {
     }
 }
 
+/// Stops the server with SIGINT and returns what it printed (the lookout server's span report),
+/// killing it if it has not exited within 15 s.
+fn interrupt(server: &mut Killed) -> String {
+    let _ = Command::new("kill")
+        .args(["-INT", &server.0.id().to_string()])
+        .status();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(15) {
+        if let Ok(Some(_)) = server.0.try_wait() {
+            let mut out = String::new();
+            if let Some(mut stdout) = server.0.stdout.take() {
+                let _ = std::io::Read::read_to_string(&mut stdout, &mut out);
+            }
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    String::new()
+}
+
 fn field(report: &str, prefix: &str) -> Option<f64> {
     let line = report
         .lines()
@@ -117,10 +161,17 @@ fn run_all() -> Result<(), Box<dyn std::error::Error>> {
     // A collector that discards what it receives without printing it, as in production.
     let collector = lookout_testing::Collector::start_quiet()?;
     let exe = std::env::current_exe()?;
-    // Every request traced and exported, then a production-like 1 % sample (parent-based).
-    let scenarios = [("every request sampled", "1.0"), ("1 % sampled", "0.01")];
-    for (scenario, ratio) in scenarios {
+    // Every request traced and exported, then a production-like 1 % sample (parent-based), then
+    // every request traced with no span exporter: what the layer and span recording cost with
+    // the export pipeline (batching, OTLP encoding, the collector) off these 2 cores.
+    let scenarios = [
+        ("every request sampled", "1.0", "otlp"),
+        ("1 % sampled", "0.01", "otlp"),
+        ("every request sampled, spans not exported", "1.0", "none"),
+    ];
+    for (scenario, ratio, exporter) in scenarios {
         let mut results: Vec<(String, f64, f64)> = Vec::new();
+        let mut lost_spans = 0_u64;
         for round in 1..=rounds {
             for mode in MODES {
                 let addr = format!("127.0.0.1:{}", lookout_testing::free_port());
@@ -131,13 +182,14 @@ fn run_all() -> Result<(), Box<dyn std::error::Error>> {
                     .env("OTEL_SERVICE_NAME", format!("bench-{mode}"))
                     .env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
                     .env("OTEL_TRACES_SAMPLER_ARG", ratio)
+                    .env("OTEL_TRACES_EXPORTER", exporter)
                     .env("LOOKOUT_CONSOLE", "off")
                     .env("RUST_LOG", "info")
                     .env("TOKIO_WORKER_THREADS", "1")
-                    .stdout(Stdio::null())
+                    .stdout(Stdio::piped())
                     .stderr(Stdio::null())
                     .spawn()?;
-                let _server = Killed(child);
+                let mut server = Killed(child);
                 wait_for_port(&addr);
                 let out = Command::new("wrk")
                     .args([
@@ -151,7 +203,18 @@ fn run_all() -> Result<(), Box<dyn std::error::Error>> {
                 let report = String::from_utf8_lossy(&out.stdout);
                 let rps = field(&report, "Requests/sec:").unwrap_or(f64::NAN);
                 let p99 = field(&report, "99%").unwrap_or(f64::NAN);
-                eprintln!("{scenario}, round {round} {mode}: {rps:.0} req/s, p99 {p99:.2} ms");
+                let said = interrupt(&mut server);
+                let spans = said.lines().find(|l| l.starts_with("spans ")).unwrap_or("");
+                eprintln!(
+                    "{scenario}, round {round} {mode}: {rps:.0} req/s, p99 {p99:.2} ms {spans}"
+                );
+                if let Some(lost) = spans
+                    .split_whitespace()
+                    .nth(4)
+                    .and_then(|n| n.parse::<u64>().ok())
+                {
+                    lost_spans += lost;
+                }
                 results.push((mode.to_owned(), rps, p99));
             }
         }
@@ -175,6 +238,27 @@ fn run_all() -> Result<(), Box<dyn std::error::Error>> {
                 100.0 * p.1 / b.1
             );
         }
+        let total =
+            |mode: &str| -> f64 { results.iter().filter(|r| r.0 == mode).map(|r| r.1).sum() };
+        let mean_ratio = |mode: &str| -> f64 {
+            let ratios: Vec<f64> = results
+                .chunks(3)
+                .filter_map(|c| {
+                    let m = c.iter().find(|r| r.0 == mode)?;
+                    Some(m.1 / c[0].1)
+                })
+                .collect();
+            100.0 * ratios.iter().sum::<f64>() / ratios.len().max(1) as f64
+        };
+        println!(
+            "\nOver the {rounds} rounds: lookout/bare {:.1} % (mean of the rounds' ratios; {:.1} % of the summed requests), peer/bare {:.1} % ({:.1} %), lookout/peer {:.2}x.",
+            mean_ratio("lookout"),
+            100.0 * total("lookout") / total("bare"),
+            mean_ratio("peer"),
+            100.0 * total("peer") / total("bare"),
+            total("lookout") / total("peer"),
+        );
+        println!("Spans the lookout-tower server lost (queue full, failed exports): {lost_spans}.");
     }
     Ok(())
 }
