@@ -53,6 +53,24 @@ impl Run {
         })
     }
 
+    /// Spans dropped because the export queue was full, from `lookout::stats()` before shutdown.
+    pub fn traces_dropped(&self) -> Option<u64> {
+        self.stdout.lines().find_map(|l| {
+            l.strip_prefix("STATS traces ")?
+                .split_whitespace()
+                .nth(3)?
+                .parse()
+                .ok()
+        })
+    }
+
+    /// Log records dropped because the export queue was full, from `lookout::stats()`.
+    pub fn logs_dropped(&self) -> Option<u64> {
+        self.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("STATS logs dropped ")?.trim().parse().ok())
+    }
+
     /// Variables the program reported warnings for.
     pub fn warnings(&self) -> Vec<&str> {
         self.stdout

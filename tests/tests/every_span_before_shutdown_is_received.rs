@@ -47,18 +47,49 @@ fn a_full_queue_drops_and_counts_instead_of_blocking() {
             ("OTEL_BSP_MAX_QUEUE_SIZE", "10"),
             ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
             ("OTEL_BSP_SCHEDULE_DELAY", "60000"),
+            ("LOOKOUT_CONSOLE", "compact"),
         ],
     );
     assert_eq!(app.result(), Some("lost"), "{}\n{}", app.stdout, app.stderr);
     let (exported, lost) = app.counts("traces").expect("counts");
     assert_eq!(exported + lost, 500);
     assert!(lost > 0 && exported > 0, "exported {exported}, lost {lost}");
+    // Every loss was a drop at the full queue, counted as such before shutdown, and said.
+    assert_eq!(app.traces_dropped(), Some(lost), "{}", app.stdout);
+    let said = format!("{}{}", app.stdout, app.stderr);
+    assert!(
+        said.contains("export queue (10 items) was full")
+            && said.contains("OTEL_BSP_MAX_QUEUE_SIZE"),
+        "a WARN names the full queue and the setting:\n{said}"
+    );
     let r = collector
         .wait_for(Duration::from_secs(20), |r| {
             r.spans.len() as u64 >= exported
         })
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.spans.len() as u64, exported);
+}
+
+#[test]
+fn a_full_log_queue_drops_and_counts_too() {
+    let collector = Collector::start().expect("collector starts");
+    let app = run(
+        &env!("CARGO_BIN_EXE_e2e-app").into(),
+        &["chatty", "500"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint()),
+            ("OTEL_BLRP_MAX_QUEUE_SIZE", "10"),
+            ("OTEL_BLRP_MAX_EXPORT_BATCH_SIZE", "10"),
+            ("OTEL_BLRP_SCHEDULE_DELAY", "60000"),
+        ],
+    );
+    let (exported, lost) = app.counts("logs").expect("counts");
+    assert!(lost > 0 && exported > 0, "exported {exported}, lost {lost}");
+    assert_eq!(app.logs_dropped(), Some(lost), "{}", app.stdout);
+    let r = collector
+        .wait_for(Duration::from_secs(20), |r| r.logs.len() as u64 >= exported)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.logs.len() as u64, exported);
 }
 
 #[test]

@@ -293,7 +293,8 @@ fn pipeline() -> Json {
     let signal = |x: &lookout::SignalStats| {
         json!({
             "accepted": x.accepted, "exported": x.exported, "failed": x.failed,
-            "unexported": x.unexported, "in_flight": x.in_flight, "failing": x.failing,
+            "unexported": x.unexported, "dropped": x.dropped, "in_flight": x.in_flight,
+            "failing": x.failing,
         })
     };
     json!({

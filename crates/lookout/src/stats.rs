@@ -18,6 +18,8 @@ pub(crate) struct SignalCounters {
     pub(crate) exports_failed: AtomicU64,
     /// Items in export requests that have not finished.
     pub(crate) in_flight: AtomicU64,
+    /// Items turned away because the export queue was full.
+    pub(crate) dropped: AtomicU64,
     /// Whether the last export failed.
     failing: AtomicBool,
 }
@@ -42,6 +44,7 @@ impl SignalCounters {
             exports_ok: AtomicU64::new(0),
             exports_failed: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
             failing: AtomicBool::new(false),
         }
     }
@@ -124,6 +127,7 @@ impl Counters {
                 exports_ok: c.exports_ok.load(Relaxed),
                 exports_failed: c.exports_failed.load(Relaxed),
                 in_flight: c.in_flight.load(Relaxed),
+                dropped: c.dropped.load(Relaxed),
                 failing: c.failing.load(Relaxed),
             }
         };
@@ -166,6 +170,9 @@ pub struct SignalStats {
     /// `accepted - exported - failed`: items still queued, or dropped because the queue was full.
     /// After shutdown has flushed, all of these were dropped.
     pub unexported: u64,
+    /// Items dropped because the export queue was full (`OTEL_BSP_MAX_QUEUE_SIZE` /
+    /// `OTEL_BLRP_MAX_QUEUE_SIZE`): the exporter could not keep up. Included in `unexported`.
+    pub dropped: u64,
     /// Export requests that succeeded.
     pub exports_ok: u64,
     /// Export requests that failed.
@@ -230,6 +237,7 @@ mod tests {
                 exports_ok: 2,
                 exports_failed: 3,
                 in_flight: 0,
+                dropped: 0,
                 failing: true,
             }
         );

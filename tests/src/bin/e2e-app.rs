@@ -2,7 +2,8 @@
 //!
 //! A small instrumented program configured only through the environment, as a service would be.
 //! The end-to-end tests run it against a real collector. It prints machine-readable lines:
-//! `WARNING <variable>`, `TICK <i>`, `STATS traces <exports ok> <exports failed> <last error>`
+//! `WARNING <variable>`, `TICK <i>`, `STATS traces <exports ok> <exports failed> <last error> <dropped>`,
+//! `STATS logs dropped <n>`
 //! (from `lookout::stats()`), and at the end `RESULT ok|deadline|lost <report>` and
 //! `COUNTS <signal> <exported> <lost>` for each signal.
 
@@ -89,9 +90,10 @@ fn program() {
         Some(_) => "unresolved",
     };
     println!(
-        "STATS traces {} {} {last_error}",
-        stats.traces.exports_ok, stats.traces.exports_failed
+        "STATS traces {} {} {last_error} {}",
+        stats.traces.exports_ok, stats.traces.exports_failed, stats.traces.dropped
     );
+    println!("STATS logs dropped {}", stats.logs.dropped);
 
     let (word, report) = match telemetry.shutdown() {
         Ok(r) => ("ok", r),

@@ -5,8 +5,9 @@ use lookout::{Signal, SignalStats, Stats};
 use crate::{CheckResult, HealthCheck};
 
 /// lookout's own telemetry pipeline, from [`lookout::stats`]: Degraded while exports of a signal
-/// are failing or when items were lost (in failed exports) since the previous run; Up otherwise.
-/// It never reports Down: a service that cannot export telemetry still serves its users.
+/// are failing, or when items were lost since the previous run (in failed exports, or dropped
+/// because the export queue was full: the exporter cannot keep up); Up otherwise. It never
+/// reports Down: a service that cannot export telemetry still serves its users.
 ///
 /// The observed value is the number of items lost since the previous run.
 #[derive(Debug, Default)]
@@ -49,14 +50,20 @@ impl HealthCheck for Pipeline {
         let mut problems = Vec::new();
         let mut lost_total = 0;
         for (i, (signal, stats)) in signals(&now).into_iter().enumerate() {
-            let before = previous.as_ref().map_or(0, |p| signals(p)[i].1.failed);
-            let lost = stats.failed.saturating_sub(before);
-            lost_total += lost;
+            let before = previous.as_ref().map(|p| *signals(p)[i].1);
+            let failed = stats.failed - before.map_or(0, |b| b.failed.min(stats.failed));
+            let dropped = stats.dropped - before.map_or(0, |b| b.dropped.min(stats.dropped));
+            lost_total += failed + dropped;
             if stats.failing {
                 problems.push(format!("{signal:?} exports are failing"));
             }
-            if lost > 0 {
-                problems.push(format!("{lost} {signal:?} items lost"));
+            if failed > 0 {
+                problems.push(format!("{failed} {signal:?} items lost"));
+            }
+            if dropped > 0 {
+                problems.push(format!(
+                    "{dropped} {signal:?} items dropped: the export queue was full"
+                ));
             }
         }
         let result = if problems.is_empty() {
@@ -113,5 +120,34 @@ mod tests {
         );
         FAILING.store(0, Ordering::SeqCst);
         assert_eq!(check.check().await.status(), Status::Up, "no new losses");
+    }
+
+    static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+    fn dropping() -> Stats {
+        Stats {
+            logs: SignalStats {
+                dropped: DROPPED.load(Ordering::SeqCst),
+                ..SignalStats::default()
+            },
+            traces: SignalStats::default(),
+            metrics: SignalStats::default(),
+            last_error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_export_queue_degrades_until_nothing_more_is_dropped() {
+        let check = Pipeline::with_reader(dropping);
+        assert_eq!(check.check().await.status(), Status::Up);
+        DROPPED.store(40, Ordering::SeqCst);
+        let r = check.check().await;
+        assert_eq!(r.status(), Status::Degraded);
+        assert_eq!(r.observed().map(|(v, _)| v.clone()), Some(40.into()));
+        assert_eq!(
+            r.message(),
+            Some("40 Logs items dropped: the export queue was full")
+        );
+        assert_eq!(check.check().await.status(), Status::Up, "no new drops");
     }
 }

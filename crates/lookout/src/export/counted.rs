@@ -1,9 +1,10 @@
 //! Exporter and processor wrappers that count what is accepted, exported and lost, bound every
 //! export in time, and say once when exporting starts failing (and once when it recovers).
 
-use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use opentelemetry::Context;
 use opentelemetry::InstrumentationScope;
@@ -150,23 +151,27 @@ fn count_points(metrics: &ResourceMetrics) -> u64 {
 /// Fixes a batch of spans on the batch worker, off the application thread: keeps the last value
 /// of a key set twice (the u64 fix) and applies the attribute value length limit, which the SDK
 /// does not.
+/// Also takes the batch off lookout's count of the export queue.
 #[derive(Debug)]
 pub(crate) struct SpanFixups<E> {
     inner: E,
     max_value_len: Option<usize>,
+    queue: Arc<Queue>,
 }
 
 impl<E> SpanFixups<E> {
-    pub(crate) fn new(inner: E, max_value_len: Option<usize>) -> Self {
+    pub(crate) fn new(inner: E, max_value_len: Option<usize>, queue: Arc<Queue>) -> Self {
         Self {
             inner,
             max_value_len,
+            queue,
         }
     }
 }
 
 impl<E: SpanExporter> SpanExporter for SpanFixups<E> {
     fn export(&self, mut batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        self.queue.leave(batch.len());
         for span in &mut batch {
             crate::u64_fields::dedup_keep_last(&mut span.attributes);
             if let Some(limit) = self.max_value_len {
@@ -189,16 +194,96 @@ impl<E: SpanExporter> SpanExporter for SpanFixups<E> {
     }
 }
 
-/// Counts sampled spans handed to the batch processor. Runs in the application thread at every
-/// span end, so it does nothing else.
+/// lookout's own bound on a batch processor's queue, so that what a full queue turns away is
+/// counted (`lookout::stats().traces.dropped`), said in a WARN and seen by the pipeline health
+/// check. The SDK's processor drops silently when its channel is full (its warning needs the
+/// `internal-logs` feature and is said once per process); its channel is made larger than this
+/// bound, so it never fills and every drop happens, and is counted, here.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    signal: Signal,
+    bound: usize,
+    /// Items handed to the processor and not yet to the exporter: in its channel or being
+    /// batched.
+    queued: AtomicUsize,
+    /// The dropped count when the last WARN was said, and when.
+    warned: Mutex<(u64, Option<Instant>)>,
+}
+
+/// At most one WARN about a full queue per signal in this interval.
+const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
+impl Queue {
+    pub(crate) fn new(signal: Signal, bound: usize) -> Arc<Queue> {
+        Arc::new(Queue {
+            signal,
+            bound,
+            queued: AtomicUsize::new(0),
+            warned: Mutex::new((0, None)),
+        })
+    }
+
+    /// The SDK processor's channel size: room for a batch being taken out on top of the bound.
+    pub(crate) fn sdk_capacity(bound: usize, batch: usize) -> usize {
+        bound.saturating_add(batch)
+    }
+
+    /// Takes a place in the queue; `false` (counted as dropped) when it is full.
+    fn enter(&self) -> bool {
+        if self.queued.fetch_add(1, Relaxed) < self.bound {
+            return true;
+        }
+        self.queued.fetch_sub(1, Relaxed);
+        COUNTERS.signal(self.signal).dropped.fetch_add(1, Relaxed);
+        false
+    }
+
+    /// `n` items left the queue for the exporter; says (at most once a minute) how many were
+    /// dropped since the last time. Runs on the processor's thread, never in the application's.
+    fn leave(&self, n: usize) {
+        let _ = self
+            .queued
+            .fetch_update(Relaxed, Relaxed, |q| Some(q.saturating_sub(n)));
+        let dropped = COUNTERS.signal(self.signal).dropped.load(Relaxed);
+        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        let (said, at) = *warned;
+        if dropped <= said || at.is_some_and(|t| t.elapsed() < DROP_WARNING_INTERVAL) {
+            return;
+        }
+        *warned = (dropped, Some(Instant::now()));
+        drop(warned);
+        let (variable, knob) = match self.signal {
+            Signal::Logs => ("OTEL_BLRP_MAX_QUEUE_SIZE", "raise the log level filter"),
+            _ => (
+                "OTEL_BSP_MAX_QUEUE_SIZE",
+                "lower the sampling ratio (OTEL_TRACES_SAMPLER_ARG)",
+            ),
+        };
+        tracing::warn!(
+            target: "lookout::export",
+            signal = %self.signal,
+            dropped = dropped - said,
+            queue = self.bound,
+            "the {} export queue ({} items) was full: {} items were dropped (lookout::stats() counts them). \
+             The exporter cannot keep up: {knob}, raise {variable}, or give the process more CPU",
+            self.signal,
+            self.bound,
+            dropped - said,
+        );
+    }
+}
+
+/// Counts sampled spans handed to the batch processor, and drops them when lookout's bound on its
+/// queue is reached. Runs in the application thread at every span end, so it does nothing else.
 #[derive(Debug)]
 pub(crate) struct SpanIntake<P> {
     inner: P,
+    queue: Arc<Queue>,
 }
 
 impl<P> SpanIntake<P> {
-    pub(crate) fn new(inner: P) -> Self {
-        Self { inner }
+    pub(crate) fn new(inner: P, queue: Arc<Queue>) -> Self {
+        Self { inner, queue }
     }
 }
 
@@ -215,7 +300,9 @@ impl<P: SpanProcessor> SpanProcessor for SpanIntake<P> {
             .signal(Signal::Traces)
             .accepted
             .fetch_add(1, Relaxed);
-        self.inner.on_end(span);
+        if self.queue.enter() {
+            self.inner.on_end(span);
+        }
     }
 
     fn force_flush(&self) -> OTelSdkResult {
@@ -235,18 +322,21 @@ impl<P: SpanProcessor> SpanProcessor for SpanIntake<P> {
 #[derive(Debug)]
 pub(crate) struct LogIntake<P> {
     inner: P,
+    queue: Arc<Queue>,
 }
 
 impl<P> LogIntake<P> {
-    pub(crate) fn new(inner: P) -> Self {
-        Self { inner }
+    pub(crate) fn new(inner: P, queue: Arc<Queue>) -> Self {
+        Self { inner, queue }
     }
 }
 
 impl<P: LogProcessor> LogProcessor for LogIntake<P> {
     fn emit(&self, data: &mut SdkLogRecord, instrumentation: &InstrumentationScope) {
         COUNTERS.signal(Signal::Logs).accepted.fetch_add(1, Relaxed);
-        self.inner.emit(data, instrumentation);
+        if self.queue.enter() {
+            self.inner.emit(data, instrumentation);
+        }
     }
 
     fn force_flush(&self) -> OTelSdkResult {
@@ -257,6 +347,32 @@ impl<P: LogProcessor> LogProcessor for LogIntake<P> {
         self.inner.shutdown_with_timeout(timeout)
     }
 
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// Takes each batch of log records off lookout's count of the export queue.
+#[derive(Debug)]
+pub(crate) struct LogDequeue<E> {
+    inner: E,
+    queue: Arc<Queue>,
+}
+
+impl<E> LogDequeue<E> {
+    pub(crate) fn new(inner: E, queue: Arc<Queue>) -> Self {
+        Self { inner, queue }
+    }
+}
+
+impl<E: LogExporter> LogExporter for LogDequeue<E> {
+    fn export(&self, batch: LogBatch<'_>) -> impl Future<Output = OTelSdkResult> + Send {
+        self.queue.leave(batch.iter().count());
+        self.inner.export(batch)
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
     }

@@ -24,7 +24,7 @@ use crate::config::{
 };
 use crate::error::InitError;
 use crate::metrics::{Metrics, Shared, StreamPolicy};
-use counted::{Counted, LogIntake, SpanFixups, SpanIntake};
+use counted::{Counted, LogDequeue, LogIntake, Queue, SpanFixups, SpanIntake};
 pub(crate) use runtime::ExportRuntime;
 
 /// The SDK providers of a running pipeline.
@@ -108,10 +108,12 @@ fn tracer_provider(
         batch: &BatchSettings,
         value_limit: Option<usize>,
     ) -> SpanIntake<BatchSpanProcessor> {
-        let bsp = BatchSpanProcessor::builder(SpanFixups::new(exporter, value_limit))
-            .with_batch_config(span_batch_config(batch))
-            .build();
-        SpanIntake::new(bsp)
+        let queue = Queue::new(Signal::Traces, batch.max_queue_size);
+        let bsp =
+            BatchSpanProcessor::builder(SpanFixups::new(exporter, value_limit, queue.clone()))
+                .with_batch_config(span_batch_config(batch))
+                .build();
+        SpanIntake::new(bsp, queue)
     }
     let value_limit = limits.span_attribute_value_length;
     builder = match kind {
@@ -146,8 +148,12 @@ fn sampler(config: SamplerConfig) -> Sampler {
 
 fn span_batch_config(b: &BatchSettings) -> opentelemetry_sdk::trace::BatchConfig {
     // Every field is set, so the SDK's own (unvalidated) reading of OTEL_BSP_* never applies.
+    // lookout bounds the queue itself at `max_queue_size` and counts what it drops (`Queue`).
     opentelemetry_sdk::trace::BatchConfigBuilder::default()
-        .with_max_queue_size(b.max_queue_size)
+        .with_max_queue_size(Queue::sdk_capacity(
+            b.max_queue_size,
+            b.max_export_batch_size,
+        ))
         .with_max_export_batch_size(b.max_export_batch_size)
         .with_scheduled_delay(b.scheduled_delay)
         .build()
@@ -155,7 +161,10 @@ fn span_batch_config(b: &BatchSettings) -> opentelemetry_sdk::trace::BatchConfig
 
 fn log_batch_config(b: &BatchSettings) -> opentelemetry_sdk::logs::BatchConfig {
     opentelemetry_sdk::logs::BatchConfigBuilder::default()
-        .with_max_queue_size(b.max_queue_size)
+        .with_max_queue_size(Queue::sdk_capacity(
+            b.max_queue_size,
+            b.max_export_batch_size,
+        ))
         .with_max_export_batch_size(b.max_export_batch_size)
         .with_scheduled_delay(b.scheduled_delay)
         .build()
@@ -257,10 +266,12 @@ fn logger_provider(
         exporter: E,
         batch: &BatchSettings,
     ) -> LogIntake<BatchLogProcessor> {
+        let queue = Queue::new(Signal::Logs, batch.max_queue_size);
         LogIntake::new(
-            BatchLogProcessor::builder(exporter)
+            BatchLogProcessor::builder(LogDequeue::new(exporter, queue.clone()))
                 .with_batch_config(log_batch_config(batch))
                 .build(),
+            queue,
         )
     }
     let builder = SdkLoggerProvider::builder().with_resource(resource.clone());
