@@ -2,7 +2,8 @@
 //! run `./scripts/test` once, or set `LOOKOUT_ROTEL_AGENT`).
 //!
 //! A hello-world axum handler served three ways, each in its own process with one Tokio worker,
-//! exporting over OTLP/gRPC to a real collector (rotel, blackhole exporter):
+//! exporting over OTLP to a real collector (rotel, blackhole exporter), with both stacks' default
+//! protocol, `http/protobuf` (`BENCH_PROTOCOL=grpc` for gRPC):
 //! - `bare`: no instrumentation;
 //! - `lookout`: `lookout::init()` + `lookout_tower::HttpServerLayer` (span + metrics);
 //! - `peer`: `init_tracing_opentelemetry::TracingConfig::production()` + axum-tracing-opentelemetry's
@@ -161,6 +162,14 @@ fn run_all() -> Result<(), Box<dyn std::error::Error>> {
     // A collector that discards what it receives without printing it, as in production.
     let collector = lookout_testing::Collector::start_quiet()?;
     let exe = std::env::current_exe()?;
+    // Both stacks' default protocol, unless BENCH_PROTOCOL=grpc.
+    let protocol = std::env::var("BENCH_PROTOCOL").unwrap_or_else(|_| "http/protobuf".into());
+    let endpoint = if protocol == "grpc" {
+        collector.grpc_endpoint()
+    } else {
+        collector.http_endpoint()
+    };
+    println!("OTLP protocol: {protocol}");
     // Every request traced and exported, then a production-like 1 % sample (parent-based), then
     // every request traced with no span exporter: what the layer and span recording cost with
     // the export pipeline (batching, OTLP encoding, the collector) off these 2 cores.
@@ -177,8 +186,8 @@ fn run_all() -> Result<(), Box<dyn std::error::Error>> {
                 let addr = format!("127.0.0.1:{}", lookout_testing::free_port());
                 let child = Command::new(&exe)
                     .args(["serve", mode, &addr])
-                    .env("OTEL_EXPORTER_OTLP_ENDPOINT", collector.grpc_endpoint())
-                    .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+                    .env("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint)
+                    .env("OTEL_EXPORTER_OTLP_PROTOCOL", &protocol)
                     .env("OTEL_SERVICE_NAME", format!("bench-{mode}"))
                     .env("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
                     .env("OTEL_TRACES_SAMPLER_ARG", ratio)
