@@ -145,7 +145,8 @@ fn console_exporters_print_every_signal_to_stdout() {
     assert_eq!(app.result(), Some("ok"), "{}", app.stdout);
     assert_eq!(app.counts("traces"), Some((3, 0)));
     assert_eq!(app.counts("logs"), Some((3, 0)));
-    assert_eq!(app.counts("metrics"), Some((2, 0)));
+    // The app's two points, and lookout's own lookout.spans.dropped and lookout.logs.dropped.
+    assert_eq!(app.counts("metrics"), Some((4, 0)));
     let name_lines = |name: &str| {
         app.stdout
             .lines()
@@ -155,5 +156,6 @@ fn console_exporters_print_every_signal_to_stdout() {
     assert_eq!(name_lines(": checkout"), 1, "{}", app.stdout);
     assert_eq!(name_lines(": db.query"), 1, "{}", app.stdout);
     assert_eq!(name_lines(": e2e.requests"), 1, "{}", app.stdout);
+    assert_eq!(name_lines(": lookout.spans.dropped"), 1, "{}", app.stdout);
     assert!(app.stdout.contains("\"slow query\""), "{}", app.stdout);
 }

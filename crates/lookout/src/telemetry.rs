@@ -296,6 +296,7 @@ impl TelemetryBuilder {
                 opentelemetry::global::set_tracer_provider(tp.clone());
             }
             p.metrics.install();
+            p.metrics.register_pipeline_metrics();
             if settings.process_metrics
                 && let Err(e) = p.metrics.register_process_metrics()
             {

@@ -10,6 +10,7 @@
 
 pub(crate) mod measure;
 mod operations;
+mod pipeline;
 mod process;
 
 use std::fmt;
@@ -219,6 +220,12 @@ impl Metrics {
     /// this at init.
     pub fn register_process_metrics(&self) -> Result<(), ProcessMetricsError> {
         process::register(&self.provider)
+    }
+
+    /// Registers `lookout.spans.dropped` and `lookout.logs.dropped`: items a full export queue
+    /// turned away, from [`crate::stats`]. [`crate::init`] calls this.
+    pub(crate) fn register_pipeline_metrics(&self) {
+        pipeline::register(&self.provider);
     }
 }
 
