@@ -9,7 +9,7 @@ use opentelemetry::metrics::{BoundHistogram, BoundUpDownCounter, Histogram, Mete
 use opentelemetry_semantic_conventions::attribute;
 use opentelemetry_semantic_conventions::metric as semconv;
 
-use crate::http::METHODS;
+use crate::http::{HttpMethod, METHODS};
 
 /// Seconds: the semantic conventions' advice for HTTP and RPC durations.
 pub(crate) const DURATION_BUCKETS: [f64; 14] = [
@@ -44,7 +44,7 @@ pub(crate) fn duration(
 /// list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct RequestKind {
-    pub(crate) method: &'static str,
+    pub(crate) method: HttpMethod,
     pub(crate) scheme: &'static str,
     pub(crate) version: &'static str,
     /// `None` when the request failed before a response (`error_type` then says why).
@@ -57,7 +57,10 @@ impl RequestKind {
     /// The metric attributes, in the semantic conventions' terms.
     pub(crate) fn attributes(&self, route: Option<&Arc<str>>) -> Vec<KeyValue> {
         let mut attributes = Vec::with_capacity(6);
-        attributes.push(KeyValue::new(attribute::HTTP_REQUEST_METHOD, self.method));
+        attributes.push(KeyValue::new(
+            attribute::HTTP_REQUEST_METHOD,
+            self.method.as_str(),
+        ));
         attributes.push(KeyValue::new(attribute::URL_SCHEME, self.scheme));
         attributes.push(KeyValue::new(
             attribute::NETWORK_PROTOCOL_VERSION,
@@ -108,7 +111,7 @@ pub(crate) struct Route {
     interned: bool,
     /// `{method} {template}`, leaked once per method and interned route (bounded by
     /// [`MAX_ROUTES`]): span names are `Cow<'static, str>`.
-    names: [OnceLock<&'static str>; 10],
+    names: [OnceLock<&'static str>; METHODS.len()],
     durations: RwLock<FastMap<RequestKind, BoundHistogram<f64>>>,
 }
 
@@ -128,16 +131,17 @@ impl Route {
     }
 
     /// The default span name: `{method} {route}`, or the method alone with no route.
-    pub(crate) fn span_name(&self, method: &'static str) -> Cow<'static, str> {
+    pub(crate) fn span_name(&self, method: HttpMethod) -> Cow<'static, str> {
+        let name = method.as_str();
         if self.template.is_empty() {
-            return Cow::Borrowed(method);
+            return Cow::Borrowed(name);
         }
-        let Some(i) = method_index(method).filter(|_| self.interned) else {
-            return Cow::Owned(format!("{method} {}", self.template));
-        };
+        if !self.interned {
+            return Cow::Owned(format!("{name} {}", self.template));
+        }
         Cow::Borrowed(
-            self.names[i]
-                .get_or_init(|| Box::leak(format!("{method} {}", self.template).into_boxed_str())),
+            self.names[method.index()]
+                .get_or_init(|| Box::leak(format!("{name} {}", self.template).into_boxed_str())),
         )
     }
 }
@@ -237,12 +241,7 @@ pub(crate) struct Active {
     counter: UpDownCounter<i64>,
     /// By method (index in [`METHODS`]), then scheme (`http`, `https`); a custom scheme is
     /// recorded unbound.
-    bound: [[OnceLock<BoundUpDownCounter<i64>>; 2]; 10],
-}
-
-/// The index of a `http.request.method` value in [`METHODS`].
-fn method_index(method: &str) -> Option<usize> {
-    METHODS.iter().position(|m| *m == method)
+    bound: [[OnceLock<BoundUpDownCounter<i64>>; 2]; METHODS.len()],
 }
 
 impl Active {
@@ -254,8 +253,7 @@ impl Active {
     }
 
     /// Adds `n` to the requests in progress with `method` and `scheme`.
-    pub(crate) fn add(&self, method: &'static str, scheme: &'static str, n: i64) {
-        let m = method_index(method);
+    pub(crate) fn add(&self, method: HttpMethod, scheme: &'static str, n: i64) {
         let s = match scheme {
             "http" => Some(0),
             "https" => Some(1),
@@ -263,15 +261,15 @@ impl Active {
         };
         let attributes = || {
             [
-                KeyValue::new(attribute::HTTP_REQUEST_METHOD, method),
+                KeyValue::new(attribute::HTTP_REQUEST_METHOD, method.as_str()),
                 KeyValue::new(attribute::URL_SCHEME, scheme),
             ]
         };
-        match (m, s) {
-            (Some(m), Some(s)) => self.bound[m][s]
+        match s {
+            Some(s) => self.bound[method.index()][s]
                 .get_or_init(|| self.counter.bind(&attributes()))
                 .add(n),
-            _ => self.counter.add(n, &attributes()),
+            None => self.counter.add(n, &attributes()),
         }
     }
 }
@@ -328,17 +326,22 @@ mod tests {
         let routes = Routes::default();
         let a = routes.get(Some("/a/{id}"));
         assert!(Arc::ptr_eq(&a, &routes.get(Some("/a/{id}"))), "one entry");
-        assert!(matches!(a.span_name("GET"), Cow::Borrowed("GET /a/{id}")));
+        assert!(matches!(
+            a.span_name(HttpMethod::of(&http::Method::GET)),
+            Cow::Borrowed("GET /a/{id}")
+        ));
         let none = routes.get(None);
         assert!(none.template().is_none());
-        assert_eq!(none.span_name("POST"), "POST");
+        assert_eq!(none.span_name(HttpMethod::of(&http::Method::POST)), "POST");
         for i in 1..MAX_ROUTES {
             routes.get(Some(&format!("/r{i}")));
         }
         let late = routes.get(Some("/late"));
         assert!(!late.interned, "past the limit");
         assert!(!Arc::ptr_eq(&late, &routes.get(Some("/late"))));
-        assert!(matches!(late.span_name("GET"), Cow::Owned(ref n) if n == "GET /late"));
+        assert!(
+            matches!(late.span_name(HttpMethod::of(&http::Method::GET)), Cow::Owned(ref n) if n == "GET /late")
+        );
         assert_eq!(late.template().map(|t| &**t), Some("/late"));
     }
 }

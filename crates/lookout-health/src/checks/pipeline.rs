@@ -50,9 +50,12 @@ impl HealthCheck for Pipeline {
         let mut problems = Vec::new();
         let mut lost_total = 0;
         for (i, (signal, stats)) in signals(&now).into_iter().enumerate() {
-            let before = previous.as_ref().map(|p| *signals(p)[i].1);
-            let failed = stats.failed - before.map_or(0, |b| b.failed.min(stats.failed));
-            let dropped = stats.dropped - before.map_or(0, |b| b.dropped.min(stats.dropped));
+            let before = previous
+                .as_ref()
+                .map(|p| *signals(p)[i].1)
+                .unwrap_or_default();
+            let failed = stats.failed.saturating_sub(before.failed);
+            let dropped = stats.dropped.saturating_sub(before.dropped);
             lost_total += failed + dropped;
             if stats.failing {
                 problems.push(format!("{signal:?} exports are failing"));

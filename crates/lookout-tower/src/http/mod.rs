@@ -21,21 +21,46 @@ pub(crate) const METHODS: [&str; 10] = [
     "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE", "_OTHER",
 ];
 
-/// The `http.request.method` value: the method when it is one of the registered ones, else
-/// `_OTHER` (the original goes to `http.request.method_original`).
+/// A request's `http.request.method`, as its index in [`METHODS`]: classified once per request,
+/// then used to index the per-method bindings and span names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct HttpMethod(u8);
+
+impl HttpMethod {
+    /// `_OTHER`: not a registered method.
+    pub(crate) const OTHER: HttpMethod = HttpMethod(9);
+
+    /// The method when it is one of the registered ones, else `_OTHER` (the original goes to
+    /// `http.request.method_original`).
+    pub(crate) fn of(method: &Method) -> HttpMethod {
+        HttpMethod(match *method {
+            Method::GET => 0,
+            Method::POST => 1,
+            Method::PUT => 2,
+            Method::DELETE => 3,
+            Method::HEAD => 4,
+            Method::OPTIONS => 5,
+            Method::PATCH => 6,
+            Method::CONNECT => 7,
+            Method::TRACE => 8,
+            _ => return HttpMethod::OTHER,
+        })
+    }
+
+    /// The attribute value.
+    pub(crate) fn as_str(self) -> &'static str {
+        METHODS[self.index()]
+    }
+
+    /// The index in [`METHODS`].
+    pub(crate) fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+/// The `http.request.method` value of `method`.
 pub(crate) fn method_attr(method: &Method) -> &'static str {
-    METHODS[match *method {
-        Method::GET => 0,
-        Method::POST => 1,
-        Method::PUT => 2,
-        Method::DELETE => 3,
-        Method::HEAD => 4,
-        Method::OPTIONS => 5,
-        Method::PATCH => 6,
-        Method::CONNECT => 7,
-        Method::TRACE => 8,
-        _ => 9,
-    }]
+    HttpMethod::of(method).as_str()
 }
 
 /// The `network.protocol.version` value.

@@ -21,7 +21,7 @@ use pin_project_lite::pin_project;
 use tower_layer::Layer;
 use tower_service::Service;
 
-use super::{capture_list, header_attributes, method_attr, protocol_version};
+use super::{HttpMethod, capture_list, header_attributes, protocol_version};
 use crate::metrics::{HttpServerInstruments, RequestKind, Route, Routes};
 
 type Hook = Arc<dyn Fn(&Parts, &mut Vec<KeyValue>) + Send + Sync>;
@@ -265,7 +265,7 @@ struct Tracked {
     config: Arc<Config>,
     cx: opentelemetry::Context,
     start: Instant,
-    method: &'static str,
+    method: HttpMethod,
     scheme: &'static str,
     version: &'static str,
     route: Arc<Route>,
@@ -444,7 +444,7 @@ where
         let config = self.config.clone();
         let start = Instant::now();
         let (parts, body) = req.into_parts();
-        let method = method_attr(&parts.method);
+        let method = HttpMethod::of(&parts.method);
         let route = route_of(&config, &parts);
         let scheme: &'static str = match parts.uri.scheme_str() {
             Some("https") => "https",
@@ -463,8 +463,8 @@ where
             p.extract(&HeaderExtractor(&parts.headers))
         });
         let mut attributes = Vec::with_capacity(10 + config.request_headers.len());
-        attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
-        if method == "_OTHER" {
+        attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method.as_str()));
+        if method == HttpMethod::OTHER {
             attributes.push(KeyValue::new(
                 semconv::HTTP_REQUEST_METHOD_ORIGINAL,
                 parts.method.to_string(),

@@ -1,10 +1,15 @@
 //! lookout's own pipeline figures as metrics (`lookout.spans.dropped`, `lookout.logs.dropped`),
-//! read from [`crate::stats`] at each collection: what a full export queue turned away shows on
-//! `/metrics` and in OTLP, where an alert can see it.
+//! read from the counters behind [`crate::stats`] at each collection: what a full export queue
+//! turned away shows on `/metrics` and in OTLP, where an alert can see it.
+
+use std::sync::atomic::Ordering::Relaxed;
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
+
+use crate::config::Signal;
+use crate::stats::COUNTERS;
 
 /// Registers the observable counters on `provider`.
 pub(crate) fn register(provider: &SdkMeterProvider) {
@@ -13,20 +18,26 @@ pub(crate) fn register(provider: &SdkMeterProvider) {
             .with_version(env!("CARGO_PKG_VERSION"))
             .build(),
     );
-    meter
-        .u64_observable_counter("lookout.spans.dropped")
-        .with_unit("{span}")
-        .with_description(
+    let dropped = [
+        (
+            Signal::Traces,
+            "lookout.spans.dropped",
+            "{span}",
             "Spans dropped because the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE)",
-        )
-        .with_callback(|o| o.observe(crate::stats().traces.dropped, &[]))
-        .build();
-    meter
-        .u64_observable_counter("lookout.logs.dropped")
-        .with_unit("{log_record}")
-        .with_description(
+        ),
+        (
+            Signal::Logs,
+            "lookout.logs.dropped",
+            "{log_record}",
             "Log records dropped because the export queue was full (OTEL_BLRP_MAX_QUEUE_SIZE)",
-        )
-        .with_callback(|o| o.observe(crate::stats().logs.dropped, &[]))
-        .build();
+        ),
+    ];
+    for (signal, name, unit, description) in dropped {
+        meter
+            .u64_observable_counter(name)
+            .with_unit(unit)
+            .with_description(description)
+            .with_callback(move |o| o.observe(COUNTERS.signal(signal).dropped.load(Relaxed), &[]))
+            .build();
+    }
 }
