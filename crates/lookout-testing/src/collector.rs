@@ -57,7 +57,7 @@ pub enum CollectorError {
     },
 }
 
-/// A running rotel collector that prints what it receives; killed on drop.
+/// A running rotel collector that prints what it receives (unless started quiet); killed on drop.
 #[derive(Debug)]
 pub struct Collector {
     child: Child,
