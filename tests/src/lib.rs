@@ -1,6 +1,8 @@
 //! Shared helpers for the end-to-end tests in `tests/`: run the `e2e-app` program with an
 //! environment and read what it printed.
 
+pub mod stack;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

@@ -98,7 +98,8 @@ impl TelemetryBuilder {
 
     /// Attribute sets per metric instrument (default 2000, the specification's); measurements
     /// with further sets go to one series with `otel.metric.overflow = true`, so a label with
-    /// unbounded values cannot exhaust memory. Values below 1 are raised to 1.
+    /// unbounded values cannot exhaust memory. Values below 1 are raised to 1. Overrides
+    /// `LOOKOUT_METRICS_CARDINALITY_LIMIT`.
     pub fn cardinality_limit(mut self, limit: usize) -> Self {
         self.o.cardinality_limit = Some(limit.max(1));
         self

@@ -17,6 +17,9 @@
 //! Expired sessions are deleted by a `lookout-cleanup` job every `SESSION_CLEANUP_INTERVAL`
 //! (default `60s`), in batches, with its span, `cleanup.*` metrics and a readiness check.
 //!
+//! `SESSIONS_DB_FAIL=true` makes every database statement fail (error traces, alerts and a DOWN
+//! readiness check on purpose; see deploy/RUNBOOK.md).
+//!
 //! On SIGINT/SIGTERM readiness turns OUT_OF_SERVICE, the service keeps serving for the drain delay
 //! (`SHUTDOWN_DRAIN`, default `5s`), then stops and flushes its telemetry.
 
@@ -54,6 +57,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map_err(|e| format!("SHUTDOWN_DRAIN: {e}: use a duration such as 5s or 500ms"))?;
     let db_path = std::env::var("SESSIONS_DB").unwrap_or_else(|_| ":memory:".into());
     let store = Store::open(&db_path)?;
+    if std::env::var("SESSIONS_DB_FAIL").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+        tracing::warn!("SESSIONS_DB_FAIL=true: every database statement will fail");
+        store.set_failing(true);
+    }
 
     let cleanup_interval = humantime::parse_duration(
         &std::env::var("SESSION_CLEANUP_INTERVAL").unwrap_or_else(|_| "60s".into()),

@@ -8,7 +8,8 @@
 //!
 //! Ask it: `cargo run -p example-tonic-service -- check [service]` prints the status of a service
 //! (`""`, `readiness`, a check name) of the server at `LISTEN_ADDR`. Both sides carry
-//! lookout-tower's gRPC layers, so the call is one trace across the hop (`rpc.*` attributes,
+//! lookout-tower's gRPC layers, so the call is one trace across the hop, from service `tonic-check`
+//! to service `tonic-service` (`rpc.*` attributes,
 //! `rpc.server.duration` and `rpc.client.duration`).
 //!
 //! On SIGINT/SIGTERM every service but `liveness` turns NOT_SERVING, the server keeps answering for
@@ -30,12 +31,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .trim()
         .parse()
         .map_err(|e| format!("LISTEN_ADDR is not host:port: {e}"))?;
+    let mut args = std::env::args().skip(1);
+    let checking = args.next().as_deref() == Some("check");
+    // The `check` client is a program of its own in the traces: `tonic-check` calling
+    // `tonic-service`, one trace across both.
     let telemetry = lookout::Telemetry::builder()
-        .service_name("tonic-service")
+        .service_name(if checking {
+            "tonic-check"
+        } else {
+            "tonic-service"
+        })
         .service_version(env!("CARGO_PKG_VERSION"))
         .init()?;
-    let mut args = std::env::args().skip(1);
-    if args.next().as_deref() == Some("check") {
+    if checking {
         let result = check(listen, args.next().unwrap_or_default()).await;
         let _ = telemetry.shutdown();
         return result;

@@ -433,6 +433,19 @@ impl Settings {
             .or_else(|| env.millis("LOOKOUT_SHUTDOWN_TIMEOUT", Duration::from_secs(5), false))
             .unwrap_or(Duration::from_secs(5));
 
+        let cardinality_limit = o
+            .cardinality_limit
+            .or_else(|| {
+                env.number(
+                    "LOOKOUT_METRICS_CARDINALITY_LIMIT",
+                    1,
+                    1 << 24,
+                    &crate::metrics::DEFAULT_CARDINALITY_LIMIT.to_string(),
+                )
+                .map(|n| n as usize)
+            })
+            .unwrap_or(crate::metrics::DEFAULT_CARDINALITY_LIMIT);
+
         if !problems.is_empty() {
             return Err(InitError::InvalidConfig { problems });
         }
@@ -459,9 +472,7 @@ impl Settings {
             metric_timeout,
             temporality,
             histogram_aggregation,
-            cardinality_limit: o
-                .cardinality_limit
-                .unwrap_or(crate::metrics::DEFAULT_CARDINALITY_LIMIT),
+            cardinality_limit,
             process_metrics: o.process_metrics,
             sampler,
             propagators,
@@ -748,6 +759,33 @@ mod tests {
         assert_eq!(w.len(), 2);
         assert_eq!(w[0].variable, "OTEL_BSP_MAX_QUEUE_SIZE");
         assert_eq!(w[1].variable, "OTEL_BSP_SCHEDULE_DELAY");
+    }
+
+    #[test]
+    fn cardinality_limit_from_env_then_builder() {
+        let (s, w) = resolve(&[("LOOKOUT_METRICS_CARDINALITY_LIMIT", "50")]);
+        assert_eq!(s.cardinality_limit, 50);
+        assert!(w.is_empty());
+        let (s, w) = resolve(&[("LOOKOUT_METRICS_CARDINALITY_LIMIT", "0")]);
+        assert_eq!(
+            s.cardinality_limit,
+            crate::metrics::DEFAULT_CARDINALITY_LIMIT
+        );
+        assert_eq!(w[0].variable, "LOOKOUT_METRICS_CARDINALITY_LIMIT");
+        let o = Overrides {
+            cardinality_limit: Some(7),
+            ..Overrides::default()
+        };
+        let source = EnvSource::Map(
+            [(
+                "LOOKOUT_METRICS_CARDINALITY_LIMIT".to_owned(),
+                "50".to_owned(),
+            )]
+            .into_iter()
+            .collect(),
+        );
+        let (s, _) = Settings::resolve(&o, &source).expect("valid");
+        assert_eq!(s.cardinality_limit, 7, "the builder wins");
     }
 
     #[test]
