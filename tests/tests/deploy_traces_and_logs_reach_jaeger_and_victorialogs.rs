@@ -151,7 +151,12 @@ fn traces_and_logs_reach_jaeger_and_victorialogs() {
             .is_some_and(|m| m.contains("request failed")),
         "{record}"
     );
-    assert_eq!(record["severity"], "ERROR", "{record}");
+    assert_eq!(record["severity_text"], "ERROR", "{record}");
+    assert_eq!(record["service.name"], "axum-service", "{record}");
+    assert_eq!(
+        record["_stream"], "{service.name=\"axum-service\"}",
+        "streams by service (VL-Stream-Fields in the collector config)"
+    );
     assert!(
         jaeger
             .trace(record["trace_id"].as_str().unwrap_or_default())
