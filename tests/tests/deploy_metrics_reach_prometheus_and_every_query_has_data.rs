@@ -3,7 +3,8 @@
 //! `/metrics` and the collector's own metrics. After traffic, every PromQL expression of the rule
 //! files (as Prometheus loaded them) and of every dashboard panel runs through Prometheus's HTTP
 //! API without an error, and every metric selector in them returns data: no rule or panel queries
-//! a metric that does not exist. The dashboards' VictoriaLogs panels return records too.
+//! a metric that does not exist. The dashboards' VictoriaLogs panels return records too. The
+//! latency histograms' buckets carry exemplars whose traces Jaeger returns.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -229,6 +230,37 @@ fn metrics_reach_prometheus_and_every_rule_and_panel_query_has_data() {
             }
             other => panic!("{file}: {title}: a panel on an unchecked data source {other:?}"),
         }
+    }
+
+    // Latency buckets carry exemplars (OpenMetrics, scraped by Prometheus with exemplar storage)
+    // whose trace ids Jaeger returns: the click from a latency spike to its trace.
+    for histogram in [
+        "http_server_request_duration_seconds_bucket",
+        "function_duration_seconds_bucket",
+    ] {
+        let exemplars = poll(WAIT, &format!("exemplars of {histogram}"), || {
+            let found: Vec<(String, String)> = prometheus
+                .exemplars(histogram, 10)
+                .iter()
+                .flat_map(|series| series["exemplars"].as_array().cloned().unwrap_or_default())
+                .filter_map(|e| {
+                    Some((
+                        e["labels"]["trace_id"].as_str()?.to_owned(),
+                        e["labels"]["span_id"].as_str()?.to_owned(),
+                    ))
+                })
+                .collect();
+            (!found.is_empty()).then_some(found)
+        });
+        let (trace_id, span_id) = &exemplars[0];
+        let trace = jaeger.wait_for_trace(trace_id, WAIT, |t| {
+            t.spans().iter().any(|s| &s.id == span_id)
+        });
+        eprintln!(
+            "{histogram}: {} exemplars; trace {trace_id} in Jaeger with {} spans",
+            exemplars.len(),
+            trace.spans().len()
+        );
     }
 
     // The logs panels read VictoriaLogs.

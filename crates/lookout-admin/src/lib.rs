@@ -4,7 +4,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /metrics` | every OpenTelemetry metric as Prometheus text (0.0.4), or OpenMetrics 1.0 when the `Accept` header prefers it; gzip when accepted |
+//! | `GET /metrics` | every OpenTelemetry metric as Prometheus text (0.0.4), or OpenMetrics 1.0 when the `Accept` header prefers it, with exemplars (trace and span id of a sampled measurement) on the buckets of `http.server.request.duration` and `function.duration`; gzip when accepted |
 //! | `GET /monitoring/metrics` | statistics of every `#[measured]` function and [`lookout::timer`] |
 //! | `GET /monitoring/operation?name=` | one of them (404 with the known names when absent) |
 //! | `GET /monitoring/system` | uptime, totals, error rate, latency, process and runtime figures, export pipeline, metric series and the instruments that reached their cardinality limit (`lookout::metrics::overflowing`) |

@@ -20,6 +20,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use lookout::metrics::exemplars;
 use lookout::opentelemetry::{KeyValue, Value};
 use lookout::opentelemetry_sdk::metrics::data::{
     AggregatedMetrics, Metric, MetricData, ResourceMetrics,
@@ -110,7 +111,7 @@ pub fn render(snapshot: &ResourceMetrics, format: Format) -> String {
             scope_labels.push(("otel_scope_version".to_owned(), v.to_owned()));
         }
         for metric in scope.metrics() {
-            add(&mut families, metric, &scope_labels);
+            add(&mut families, metric, &scope_labels, format);
         }
     }
     let mut out = String::with_capacity(4096);
@@ -163,7 +164,12 @@ fn write_family(out: &mut String, name: &str, family: &Family, format: Format) {
     }
 }
 
-fn add(families: &mut BTreeMap<String, Family>, metric: &Metric, scope: &[(String, String)]) {
+fn add(
+    families: &mut BTreeMap<String, Family>,
+    metric: &Metric,
+    scope: &[(String, String)],
+    format: Format,
+) {
     let Some((kind, unit_word)) = classify(metric) else {
         return;
     };
@@ -190,12 +196,28 @@ fn add(families: &mut BTreeMap<String, Family>, metric: &Metric, scope: &[(Strin
                 let l = labels(&mut p.attributes());
                 let mut cumulative = 0u64;
                 let bounds: Vec<f64> = p.bounds().collect();
+                // Exemplars exist in OpenMetrics only, and only where lookout kept them.
+                let exemplars = (format == Format::OpenMetrics)
+                    .then(|| exemplars::find(metric.name(), p.attributes()))
+                    .flatten()
+                    .filter(|r| r.bounds() == bounds.as_slice());
                 for (i, n) in p.bucket_counts().enumerate() {
                     cumulative += n;
                     let le = bounds.get(i).map_or("+Inf".to_owned(), |b| float(*b));
                     let mut with_le = l.clone();
                     with_le.push(("le".to_owned(), le));
-                    samples.push(format!("_bucket{} {cumulative}", label_set(&with_le)));
+                    let mut sample = format!("_bucket{} {cumulative}", label_set(&with_le));
+                    if let Some(e) = exemplars.as_ref().and_then(|r| r.exemplar(i)) {
+                        let _ = write!(
+                            sample,
+                            " # {{trace_id=\"{}\",span_id=\"{}\"}} {} {:.3}",
+                            e.trace_id,
+                            e.span_id,
+                            float(e.value),
+                            e.unix_seconds
+                        );
+                    }
+                    samples.push(sample);
                 }
                 samples.push(format!("_sum{} {}", label_set(&l), p.sum().text()));
                 samples.push(format!("_count{} {}", label_set(&l), p.count()));

@@ -3,9 +3,13 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Instant;
 
+use lookout_exemplars::Reservoir;
+use opentelemetry::Context;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{BoundHistogram, BoundUpDownCounter, Histogram, Meter, UpDownCounter};
+use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_semantic_conventions::attribute;
 use opentelemetry_semantic_conventions::metric as semconv;
 
@@ -112,7 +116,30 @@ pub(crate) struct Route {
     /// `{method} {template}`, leaked once per method and interned route (bounded by
     /// [`MAX_ROUTES`]): span names are `Cow<'static, str>`.
     names: [OnceLock<&'static str>; METHODS.len()],
-    durations: RwLock<FastMap<RequestKind, BoundHistogram<f64>>>,
+    durations: RwLock<FastMap<RequestKind, BoundSeries>>,
+}
+
+/// One bound `http.server.request.duration` series and its exemplars (the trace of a sampled
+/// request per bucket, for `/metrics`).
+#[derive(Debug)]
+struct BoundSeries {
+    histogram: BoundHistogram<f64>,
+    exemplars: Option<Arc<Reservoir>>,
+}
+
+impl BoundSeries {
+    fn record(&self, seconds: f64, cx: &Context) {
+        self.histogram.record(seconds);
+        if let Some(r) = &self.exemplars {
+            r.offer(seconds, now_ms(), || Some(cx.span().span_context().clone()));
+        }
+    }
+}
+
+/// Milliseconds since the first call: the exemplars' rate-limiting clock.
+fn now_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
 impl Route {
@@ -207,13 +234,14 @@ impl Durations {
         }
     }
 
-    /// Records `seconds` for a request of `kind` on `route`.
-    pub(crate) fn record(&self, kind: RequestKind, route: &Route, seconds: f64) {
+    /// Records `seconds` for a request of `kind` on `route`, served in the span of `cx` (an
+    /// exemplar when the span is sampled and the bucket is due; bound series only).
+    pub(crate) fn record(&self, kind: RequestKind, route: &Route, seconds: f64, cx: &Context) {
         if route.interned {
             {
                 let bound = route.durations.read().unwrap_or_else(|e| e.into_inner());
                 if let Some(b) = bound.get(&kind) {
-                    b.record(seconds);
+                    b.record(seconds, cx);
                     return;
                 }
             }
@@ -224,9 +252,17 @@ impl Durations {
                     .entry(kind)
                     .or_insert_with(|| {
                         self.bound.fetch_add(1, Relaxed);
-                        self.histogram.bind(&kind.attributes(route.template()))
+                        let attributes = kind.attributes(route.template());
+                        BoundSeries {
+                            histogram: self.histogram.bind(&attributes),
+                            exemplars: lookout_exemplars::reservoir(
+                                semconv::HTTP_SERVER_REQUEST_DURATION,
+                                &attributes,
+                                &DURATION_BUCKETS,
+                            ),
+                        }
                     })
-                    .record(seconds);
+                    .record(seconds, cx);
                 return;
             }
         }

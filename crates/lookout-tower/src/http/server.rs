@@ -327,9 +327,12 @@ impl Tracked {
         }
         span.end();
         let instruments = &config.instruments;
-        instruments
-            .duration
-            .record(kind, &self.route, self.start.elapsed().as_secs_f64());
+        instruments.duration.record(
+            kind,
+            &self.route,
+            self.start.elapsed().as_secs_f64(),
+            &self.cx,
+        );
         if config.body_sizes {
             let attributes = kind.attributes(self.route.template());
             if let Some(n) = self.request_size {

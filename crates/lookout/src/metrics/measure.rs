@@ -127,6 +127,8 @@ struct Bound {
     generation: u64,
     ok: BoundCounter<u64>,
     duration: BoundHistogram<f64>,
+    /// The trace of a sampled call per `function.duration` bucket, for `/metrics`.
+    exemplars: Option<Arc<lookout_exemplars::Reservoir>>,
     instruments: Arc<Instruments>,
 }
 
@@ -140,6 +142,7 @@ impl Bound {
             generation,
             ok: instruments.calls.bind(&with_result),
             duration: instruments.duration.bind(&attributes),
+            exemplars: lookout_exemplars::reservoir(DURATION, &attributes, &DURATION_BUCKETS),
             instruments,
         }
     }
@@ -591,6 +594,23 @@ fn base() -> &'static (u64, u64) {
     })
 }
 
+/// Milliseconds of a raw clock reading since the base: the exemplars' rate-limiting clock.
+#[inline]
+fn raw_ms(raw: u64) -> u64 {
+    let (base_raw, _) = *base();
+    clock().delta_as_nanos(base_raw, raw.max(base_raw)) / 1_000_000 + 1
+}
+
+/// The OpenTelemetry span context of the current `tracing` span (asked only when an exemplar
+/// bucket is due).
+#[cold]
+fn current_span_context() -> Option<opentelemetry::trace::SpanContext> {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let cx = tracing::Span::current().context();
+    Some(cx.span().span_context().clone())
+}
+
 fn unix_seconds(raw: u64) -> f64 {
     let (base_raw, base_unix) = *base();
     let nanos = if raw >= base_raw {
@@ -614,6 +634,9 @@ impl Guard {
         let end = self.clock.raw();
         let seconds = self.clock.delta_as_nanos(self.start, end) as f64 * 1e-9;
         let end = end.max(1);
+        if let Some(r) = &b.exemplars {
+            r.offer(seconds, raw_ms(end), current_span_context);
+        }
         let ok = outcome == Outcome::Ok;
         let laned = self.site.with_lane(|lane| {
             lane.in_progress.add_owned(-1);

@@ -25,6 +25,9 @@ use opentelemetry_sdk::metrics::{
     Temporality,
 };
 
+/// OpenMetrics exemplars of lookout's duration histograms (`function.duration`,
+/// `http.server.request.duration`): what `/metrics` prints after a bucket.
+pub use lookout_exemplars as exemplars;
 pub use measure::{DURATION_BUCKETS, LANE_CAPACITY, MAX_TIMER_NAMES, Timer, timer};
 pub use operations::{Baseline, OperationStats, operations, operations_since};
 pub use process::ProcessMetricsError;
