@@ -1,5 +1,6 @@
 //! Shared helpers for the end-to-end tests in `tests/`: run the `e2e-app` program with an
-//! environment and read what it printed.
+//! environment and read what it printed; and [`stack`], the deploy/ backends (collector, Jaeger,
+//! VictoriaLogs, Prometheus, Alertmanager) and the example services as real processes.
 
 pub mod stack;
 

@@ -722,13 +722,14 @@ impl Prometheus {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let body = get_json(&format!(
-            "http://{}/api/v1/query_exemplars?query={}&start={}&end={}",
-            self.addr,
-            url_encode(expr),
-            now - minutes * 60,
-            now + 60
-        ));
+        let (start, end) = ((now - minutes * 60).to_string(), (now + 60).to_string());
+        let response = http()
+            .post(format!("http://{}/api/v1/query_exemplars", self.addr))
+            .form(&[("query", expr), ("start", &start), ("end", &end)])
+            .send()
+            .unwrap_or_else(|e| panic!("query_exemplars {expr}: {e}"));
+        let body: Value = response.json().expect("a JSON answer");
+        assert_eq!(body["status"], "success", "query_exemplars {expr}: {body}");
         body["data"].as_array().cloned().unwrap_or_default()
     }
 
@@ -742,18 +743,6 @@ impl Prometheus {
             .cloned()
             .collect()
     }
-}
-
-/// Percent-encodes a query parameter.
-pub fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Alertmanager with `deploy/alertmanager/alertmanager.yml` under

@@ -7,10 +7,10 @@
 //! SDK 0.33 keeps none (its data points' exemplar lists stay empty), so lookout keeps them here,
 //! beside the SDK's aggregation, not instead of it:
 //!
-//! - a [`Reservoir`] per histogram series holds the latest exemplar of each bucket; a bucket takes a
-//!   new one at most once a second, and only from a sampled span, so the hot path pays a bucket
-//!   search and one atomic load nearly always, and asks for the span context only when a slot is
-//!   due;
+//! - a [`Reservoir`] per histogram series holds the latest exemplar of each bucket; a bucket looks
+//!   at most once a second for a new one, which it keeps only from a sampled span, so the hot path
+//!   pays a bucket search and one atomic load nearly always, and asks for the span context only
+//!   when a slot is due (whether or not that span turns out to be sampled);
 //! - reservoirs are registered by instrument name and attribute set ([`reservoir`]), at most
 //!   [`MAX_SERIES`] of them (past it, series simply have no exemplars), and found again by the
 //!   renderer from a collected data point ([`find`]).
@@ -97,10 +97,8 @@ impl Reservoir {
         now_ms: u64,
         context: impl FnOnce() -> Option<SpanContext>,
     ) {
-        let Some(cx) = context().filter(|cx| cx.is_valid() && cx.is_sampled()) else {
-            return;
-        };
-        // One offer per due slot wins; the others return.
+        // One offer per due slot wins; the others return. The slot is taken before the context
+        // is asked for, so a program without sampled spans asks at most once a second per bucket.
         if slot
             .last_ms
             .compare_exchange(last, now_ms.max(1), Ordering::Relaxed, Ordering::Relaxed)
@@ -108,6 +106,9 @@ impl Reservoir {
         {
             return;
         }
+        let Some(cx) = context().filter(|cx| cx.is_valid() && cx.is_sampled()) else {
+            return;
+        };
         let unix_seconds = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
@@ -246,6 +247,15 @@ mod tests {
             Some(TraceId::from_bytes([1; 16]))
         );
         assert_eq!(r.exemplar(1), None, "not sampled: not kept");
+        let mut asked = false;
+        r.offer(0.6, 1_200, || {
+            asked = true;
+            Some(cx(true, 9))
+        });
+        assert!(
+            !asked,
+            "an unsampled offer still spends the bucket's second"
+        );
         assert_eq!(r.exemplar(2).map(|e| e.value), Some(5.0), "+Inf bucket");
         let mut asked = false;
         r.offer(0.07, 1_500, || {
