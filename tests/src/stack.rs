@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -83,13 +83,7 @@ pub fn example(name: &str) -> PathBuf {
     path
 }
 
-/// A free TCP port on 127.0.0.1 (free when this returns; bind it soon).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+pub use lookout_testing::free_port;
 
 fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], free_port()))
@@ -514,6 +508,37 @@ impl OtelCollector {
             })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
+    }
+}
+
+/// `deploy/otel-collector/config.yaml` with what it exports to: Jaeger and VictoriaLogs.
+#[derive(Debug)]
+pub struct SingleNode {
+    /// Traces end here.
+    pub jaeger: Jaeger,
+    /// Logs end here.
+    pub logs: VictoriaLogs,
+    /// The collector the services send to.
+    pub collector: OtelCollector,
+}
+
+impl SingleNode {
+    /// Starts Jaeger, VictoriaLogs and the single-node collector pointed at them, with `env` on
+    /// top of the collector's ports.
+    pub fn start(dir: &Path, env: &[(&str, String)]) -> SingleNode {
+        let jaeger = Jaeger::start(dir);
+        let logs = VictoriaLogs::start(dir);
+        let mut vars = vec![
+            ("JAEGER_OTLP_GRPC_ENDPOINT", jaeger.otlp_grpc.to_string()),
+            ("VICTORIALOGS_URL", logs.url()),
+        ];
+        vars.extend(env.iter().cloned());
+        let collector = OtelCollector::start(dir, "otelcol", "config.yaml", &vars);
+        SingleNode {
+            jaeger,
+            logs,
+            collector,
+        }
     }
 }
 

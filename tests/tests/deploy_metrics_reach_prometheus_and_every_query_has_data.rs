@@ -11,8 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use lookout_e2e::stack::{
-    Jaeger, OtelCollector, Prometheus, Service, Targets, VictoriaLogs, deploy, http,
-    new_traceparent, poll, transform,
+    Prometheus, Service, SingleNode, Targets, deploy, http, new_traceparent, poll, transform,
 };
 use promql_parser::parser::{self, Expr};
 use serde_json::Value;
@@ -103,15 +102,13 @@ fn has_data(result: &[Value]) -> bool {
 fn metrics_reach_prometheus_and_every_rule_and_panel_query_has_data() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let dir: &Path = dir.path();
-    let jaeger = Jaeger::start(dir);
-    let logs = VictoriaLogs::start(dir);
-    let collector = OtelCollector::start(
+    let SingleNode {
+        mut jaeger,
+        mut logs,
+        collector,
+    } = SingleNode::start(
         dir,
-        "otelcol",
-        "config.yaml",
         &[
-            ("JAEGER_OTLP_GRPC_ENDPOINT", jaeger.otlp_grpc.to_string()),
-            ("VICTORIALOGS_URL", logs.url()),
             // Batches that cannot be delivered are given up (and counted) after 2 s, not 5 min.
             ("OTELCOL_RETRY_INITIAL_INTERVAL", "500ms".into()),
             ("OTELCOL_RETRY_MAX_INTERVAL", "1s".into()),
@@ -272,8 +269,6 @@ fn metrics_reach_prometheus_and_every_rule_and_panel_query_has_data() {
 
     // The backends go away: the collector's export failures (what the pipeline dashboard and
     // LookoutCollectorExportFailing read) are counted.
-    let mut jaeger = jaeger;
-    let mut logs = logs;
     jaeger.process.stop(Duration::from_secs(5));
     logs.process.stop(Duration::from_secs(5));
     poll(

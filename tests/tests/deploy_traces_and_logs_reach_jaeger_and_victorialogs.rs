@@ -8,9 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use lookout_e2e::stack::{
-    Jaeger, OtelCollector, Service, VictoriaLogs, example, http, new_traceparent, poll,
-};
+use lookout_e2e::stack::{Service, SingleNode, example, http, new_traceparent, poll};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -18,17 +16,11 @@ const WAIT: Duration = Duration::from_secs(60);
 fn traces_and_logs_reach_jaeger_and_victorialogs() {
     let dir = tempfile::tempdir().expect("a temp dir");
     let dir = dir.path();
-    let jaeger = Jaeger::start(dir);
-    let logs = VictoriaLogs::start(dir);
-    let collector = OtelCollector::start(
-        dir,
-        "otelcol",
-        "config.yaml",
-        &[
-            ("JAEGER_OTLP_GRPC_ENDPOINT", jaeger.otlp_grpc.to_string()),
-            ("VICTORIALOGS_URL", logs.url()),
-        ],
-    );
+    let SingleNode {
+        jaeger,
+        logs,
+        collector,
+    } = SingleNode::start(dir, &[]);
     let api = Service::start(
         dir,
         "axum-service",
