@@ -545,6 +545,59 @@ mod tests {
     }
 
     #[test]
+    fn exemplars_follow_their_bucket_in_openmetrics_only() {
+        use lookout::opentelemetry::metrics::MeterProvider as _;
+        use lookout::opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+        let metrics = lookout::metrics::Metrics::in_memory(
+            lookout::opentelemetry_sdk::Resource::builder_empty().build(),
+        );
+        let histogram = metrics
+            .provider()
+            .meter("test")
+            .f64_histogram("exemplar.test.duration")
+            .with_unit("s")
+            .with_boundaries(vec![0.1, 1.0])
+            .build();
+        let attributes = [KeyValue::new("route", "/x")];
+        histogram.record(0.5, &attributes);
+        let reservoir =
+            exemplars::reservoir("exemplar.test.duration", &attributes, &[0.1, 1.0]).expect("room");
+        let span = SpanContext::new(
+            TraceId::from_bytes([0xab; 16]),
+            SpanId::from_bytes([0xcd; 8]),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        );
+        reservoir.offer(0.5, 1, || Some(span));
+        let snapshot = metrics.collect().expect("collect");
+        let open = render(&snapshot, Format::OpenMetrics);
+        let bucket = open
+            .lines()
+            .find(|l| {
+                l.starts_with("exemplar_test_duration_seconds_bucket") && l.contains("le=\"1.0\"")
+            })
+            .expect("the 1.0 bucket");
+        assert!(
+            bucket.contains(&format!(
+                "1 # {{trace_id=\"{}\",span_id=\"{}\"}} 0.5 ",
+                "ab".repeat(16),
+                "cd".repeat(8)
+            )),
+            "{bucket}"
+        );
+        assert_eq!(
+            open.matches("trace_id").count(),
+            1,
+            "one bucket has one:\n{open}"
+        );
+        assert!(
+            !render(&snapshot, Format::Text).contains("trace_id"),
+            "0.0.4 text has no exemplars"
+        );
+    }
+
+    #[test]
     fn negotiation_prefers_openmetrics_only_when_asked() {
         assert_eq!(Format::negotiate(None), Format::Text);
         assert_eq!(Format::negotiate(Some("text/plain")), Format::Text);

@@ -17,6 +17,28 @@
 //!
 //! This crate depends on the OpenTelemetry API only, so instrumentation crates (lookout-tower)
 //! can record exemplars without pulling an SDK or an exporter.
+//!
+//! ```
+//! use lookout_exemplars::{find, reservoir};
+//! use opentelemetry::KeyValue;
+//! use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+//!
+//! // When a series is bound: its reservoir, with the histogram's bucket bounds.
+//! let attributes = [KeyValue::new("job", "sync")];
+//! let r = reservoir("job.duration", &attributes, &[0.1, 1.0]).expect("room for it");
+//! // Per measurement: the value, a millisecond clock, and the span context if it is asked for.
+//! let span = SpanContext::new(
+//!     TraceId::from_bytes([1; 16]),
+//!     SpanId::from_bytes([2; 8]),
+//!     TraceFlags::SAMPLED,
+//!     false,
+//!     TraceState::default(),
+//! );
+//! r.offer(0.25, 1, || Some(span));
+//! // When rendering: the data point's reservoir, an exemplar per bucket (0.1 < 0.25 <= 1.0).
+//! let found = find("job.duration", attributes.iter()).expect("registered");
+//! assert_eq!(found.exemplar(1).map(|e| e.value), Some(0.25));
+//! ```
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
