@@ -129,6 +129,8 @@ struct Bound {
     duration: BoundHistogram<f64>,
     /// The trace of a sampled call per `function.duration` bucket, for `/metrics`.
     exemplars: Option<Arc<lookout_exemplars::Reservoir>>,
+    /// `lookout_exemplars::MIN_INTERVAL_MS` in raw clock ticks (calls compare raw readings).
+    exemplar_interval: u64,
     instruments: Arc<Instruments>,
 }
 
@@ -143,6 +145,7 @@ impl Bound {
             ok: instruments.calls.bind(&with_result),
             duration: instruments.duration.bind(&attributes),
             exemplars: lookout_exemplars::reservoir(DURATION, &attributes, &DURATION_BUCKETS),
+            exemplar_interval: ticks_per_ms() * lookout_exemplars::MIN_INTERVAL_MS,
             instruments,
         }
     }
@@ -594,11 +597,11 @@ fn base() -> &'static (u64, u64) {
     })
 }
 
-/// Milliseconds of a raw clock reading since the base: the exemplars' rate-limiting clock.
-#[inline]
-fn raw_ms(raw: u64) -> u64 {
-    let (base_raw, _) = *base();
-    clock().delta_as_nanos(base_raw, raw.max(base_raw)) / 1_000_000 + 1
+/// Raw clock ticks per millisecond (at least 1).
+fn ticks_per_ms() -> u64 {
+    const PROBE: u64 = 1 << 32;
+    let nanos = clock().delta_as_nanos(0, PROBE).max(1);
+    (u128::from(PROBE) * 1_000_000 / u128::from(nanos)).clamp(1, u128::from(u64::MAX)) as u64
 }
 
 /// The OpenTelemetry span context of the current `tracing` span (asked only when an exemplar
@@ -635,7 +638,7 @@ impl Guard {
         let seconds = self.clock.delta_as_nanos(self.start, end) as f64 * 1e-9;
         let end = end.max(1);
         if let Some(r) = &b.exemplars {
-            r.offer(seconds, raw_ms(end), current_span_context);
+            r.offer_every(seconds, end, b.exemplar_interval, current_span_context);
         }
         let ok = outcome == Outcome::Ok;
         let laned = self.site.with_lane(|lane| {
