@@ -40,8 +40,9 @@ fn agent_routes_whole_traces_to_gateways_that_tail_sample() {
             format!("[{}, {}]", gateways[0].otlp_grpc, gateways[1].otlp_grpc),
         )],
     );
-    // No background traces: the cleanup job would start its own.
-    let quiet = [("SESSION_CLEANUP_INTERVAL", "1h")];
+    // Few background traces: the cleanup job runs once in 24 h, its first run (jittered by up to
+    // 10 % of that) rarely in the test's seconds: at most one per service.
+    let quiet = [("SESSION_CLEANUP_INTERVAL", "24h")];
     let ok = Service::start(
         dir,
         "axum-service",
@@ -101,9 +102,11 @@ fn agent_routes_whole_traces_to_gateways_that_tail_sample() {
         (n >= 240.0).then_some(n)
     });
     let settled = settled() - before;
-    assert_eq!(
-        settled, 240.0,
-        "trace ids counted by the gateways (a trace split over two gateways counts twice); first {counted}"
+    // A trace split over two gateways would be counted by both: about 480 if routing ignored the
+    // trace id. Up to 2 more are the services' own cleanup runs (see above).
+    assert!(
+        (240.0..=242.0).contains(&settled),
+        "{settled} trace ids counted by the gateways for 240 traces; first {counted}"
     );
     let shares: Vec<f64> = gateways.iter().map(|g| g.counter(NEW_TRACES)).collect();
     assert!(
