@@ -214,7 +214,11 @@ fn percent_decode(text: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
+            // Exactly two hex digits: `from_str_radix` alone would take `%+1` as byte 0x01.
             let hex = text.get(i + 1..i + 3)?;
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
@@ -291,5 +295,13 @@ mod tests {
         );
         assert_eq!(r.warnings.len(), 2);
         assert!(r.warnings.iter().all(|w| !w.message.contains("secret")));
+    }
+
+    #[test]
+    fn percent_escapes_are_exactly_two_hex_digits() {
+        assert_eq!(percent_decode("a%2Fb%2f").as_deref(), Some("a/b/"));
+        for bad in ["%+1", "%-1", "% 1", "%1", "%", "%G0", "x%+fy"] {
+            assert_eq!(percent_decode(bad), None, "{bad:?}");
+        }
     }
 }
