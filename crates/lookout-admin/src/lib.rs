@@ -20,6 +20,12 @@
 //! minimum and maximum are then estimated from histogram buckets). `/metrics` is never reset:
 //! Prometheus counters only go up, and OTLP export is unaffected. The reset is logged.
 //!
+//! **Stopping on time.** The admin server, and any router served with [`serve`] (the examples
+//! serve their APIs with it), reads a request head for at most 10 s and, once asked to stop, gives
+//! requests in progress 5 s ([`ServeOptions`]) before it closes what is still open: idle
+//! keep-alive connections or a client that never finishes its request cannot hold the shutdown,
+//! so the telemetry flush after it always runs. `axum::serve` has neither limit.
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let _telemetry = lookout::Telemetry::builder().process_metrics().init()?;
@@ -32,6 +38,7 @@
 
 pub mod prometheus;
 mod routes;
+mod serve;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -42,6 +49,7 @@ use lookout::metrics::{Baseline, Metrics};
 use tokio::sync::watch;
 
 pub use prometheus::Format;
+pub use serve::{ServeOptions, Stopped, serve};
 
 /// The admin endpoints could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -172,16 +180,15 @@ impl Admin {
             .map_err(|source| AdminError::Bind { addr, source })?;
         let (stop, mut stopped) = watch::channel(false);
         let app = self.router();
-        let task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::warn!(target: "lookout_admin", "the admin server stopped: {e}");
-            }
-        });
+        // Bounded: a slow or idle client never holds the service's shutdown (see `serve`).
+        let task = tokio::spawn(serve::serve(
+            listener,
+            app,
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+            ServeOptions::default(),
+        ));
         Ok(AdminServer {
             addr: local,
             stop,
@@ -201,7 +208,7 @@ impl Admin {
 pub struct AdminServer {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Stopped>,
 }
 
 impl AdminServer {
@@ -210,9 +217,10 @@ impl AdminServer {
         self.addr
     }
 
-    /// Stops accepting, finishes the requests in progress, and returns.
-    pub async fn shutdown(self) {
+    /// Stops accepting, lets the requests in progress finish for up to 5 s, closes what is still
+    /// open, and returns what it did. Idle or slow clients cannot hold it longer.
+    pub async fn shutdown(self) -> Stopped {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        self.task.await.unwrap_or_default()
     }
 }

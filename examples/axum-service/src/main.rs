@@ -21,7 +21,9 @@
 //! readiness check on purpose; see deploy/RUNBOOK.md).
 //!
 //! On SIGINT/SIGTERM readiness turns OUT_OF_SERVICE, the service keeps serving for the drain delay
-//! (`SHUTDOWN_DRAIN`, default `5s`), then stops and flushes its telemetry.
+//! (`SHUTDOWN_DRAIN`, default `5s`), then stops: requests in progress get 5 s more, connections
+//! still open then are closed (idle or slow clients cannot hold the exit), and the telemetry is
+//! flushed.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -87,26 +89,30 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (stop_tx, stop_rx) = stop;
     let mut api_stop = stop_rx.clone();
     let mut admin_stop = stop_rx;
-    let api_server = tokio::spawn(
-        axum::serve(api_listener, api)
-            .with_graceful_shutdown(async move {
-                let _ = api_stop.wait_for(|s| *s).await;
-            })
-            .into_future(),
-    );
+    // lookout_admin::serve: a header-read timeout, and a deadline on the drain, so idle or slow
+    // clients never hold the exit (and the telemetry flush after it).
+    let api_server = tokio::spawn(lookout_admin::serve(
+        api_listener,
+        api,
+        async move {
+            let _ = api_stop.wait_for(|s| *s).await;
+        },
+        lookout_admin::ServeOptions::default(),
+    ));
     let mut admin_routes =
         lookout_admin::Admin::builder().health_with(health.clone(), admin_options());
     if let Some(token) = admin_token() {
         admin_routes = admin_routes.reset_token(token);
     }
     let admin_routes = admin_routes.build()?.router();
-    let admin_server = tokio::spawn(
-        axum::serve(admin_listener, admin_routes)
-            .with_graceful_shutdown(async move {
-                let _ = admin_stop.wait_for(|s| *s).await;
-            })
-            .into_future(),
-    );
+    let admin_server = tokio::spawn(lookout_admin::serve(
+        admin_listener,
+        admin_routes,
+        async move {
+            let _ = admin_stop.wait_for(|s| *s).await;
+        },
+        lookout_admin::ServeOptions::default(),
+    ));
 
     shutdown_signal().await;
     tracing::info!(
@@ -118,8 +124,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (_, report) = tokio::join!(health.shutdown(), cleanup.shutdown(drain));
     tracing::info!(cancelled = report.cancelled, "session cleanup stopped");
     let _ = stop_tx.send(true);
-    api_server.await??;
-    admin_server.await??;
+    let (api, admin) = (api_server.await?, admin_server.await?);
+    tracing::info!(
+        closed = api.closed + admin.closed,
+        "servers stopped (connections still open after 5 s were closed)"
+    );
     tracing::info!("stopped");
     if let Err(e) = telemetry.shutdown() {
         eprintln!("{e}");

@@ -13,7 +13,8 @@
 //! `rpc.server.duration` and `rpc.client.duration`).
 //!
 //! On SIGINT/SIGTERM every service but `liveness` turns NOT_SERVING, the server keeps answering for
-//! `SHUTDOWN_DRAIN` (default `5s`), then stops and flushes its telemetry.
+//! `SHUTDOWN_DRAIN` (default `5s`), then stops (requests in progress get 5 s more; connections
+//! still open then are closed) and flushes its telemetry.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -21,6 +22,9 @@ use std::time::Duration;
 use lookout_health::grpc::pb::HealthCheckRequest;
 use lookout_health::grpc::pb::health_client::HealthClient;
 use lookout_health::{Check, Health, checks};
+
+/// How long requests in progress may finish after the drain before connections are closed.
+const GRACE: Duration = Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -79,13 +83,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }),
     );
     let admin_listener = tokio::net::TcpListener::bind(admin).await?;
-    let http = tokio::spawn(
-        axum::serve(admin_listener, health.router())
-            .with_graceful_shutdown(async move {
-                let _ = admin_stop.wait_for(|s| *s).await;
-            })
-            .into_future(),
-    );
+    let http = tokio::spawn(lookout_admin::serve(
+        admin_listener,
+        health.router(),
+        async move {
+            let _ = admin_stop.wait_for(|s| *s).await;
+        },
+        lookout_admin::ServeOptions::default().grace(GRACE),
+    ));
     tracing::info!(%listen, %admin, "serving gRPC health and the HTTP health routes");
 
     shutdown_signal().await;
@@ -95,8 +100,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     health.shutdown().await;
     let _ = stop_tx.send(true);
-    grpc.await??;
-    http.await??;
+    // Requests in progress get GRACE; a client that holds its connection open longer is cut off,
+    // so the telemetry flush below always runs.
+    let grpc_abort = grpc.abort_handle();
+    match tokio::time::timeout(GRACE, grpc).await {
+        Ok(served) => served??,
+        Err(_) => {
+            grpc_abort.abort();
+            tracing::info!("gRPC connections still open after the grace period were closed");
+        }
+    }
+    let _ = http.await?;
     if let Err(e) = telemetry.shutdown() {
         eprintln!("{e}");
     }
