@@ -72,13 +72,14 @@ pub struct Stopped {
 /// clients do.
 ///
 /// ```no_run
-/// # async fn run() -> std::io::Result<()> {
+/// # async fn run(shutdown_signal: impl std::future::Future<Output = ()> + Send) -> std::io::Result<()> {
 /// let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// // `shutdown_signal`: SIGTERM or Ctrl-C, say (the examples' `shutdown_signal()`).
 /// let stopped = lookout_admin::serve(
 ///     listener,
 ///     app,
-///     async { let _ = tokio::signal::ctrl_c().await; },
+///     shutdown_signal,
 ///     lookout_admin::ServeOptions::default(),
 /// )
 /// .await;
