@@ -158,11 +158,14 @@ fn alerts_fire_and_are_delivered_grouped_and_inhibited() {
             .as_str()
             .is_some_and(|u| u.ends_with("RUNBOOK.md#lookouthttperrorbudgetburn"))
     );
-    let pagerduty = poll(WAIT, "the page at PagerDuty", || {
-        webhook
-            .received()
-            .into_iter()
-            .find(|d| d.path == "/pagerduty")
+    // Both burn pages go to PagerDuty, in whichever order they fire: this one's.
+    let pagerduty = poll(WAIT, "the HTTP burn page at PagerDuty", || {
+        webhook.received().into_iter().find(|d| {
+            d.path == "/pagerduty"
+                && d.body["payload"]["summary"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("LookoutHTTPErrorBudgetBurn"))
+        })
     });
     assert_eq!(pagerduty.body["routing_key"], "test-routing-key");
     assert_eq!(pagerduty.body["event_action"], "trigger");
