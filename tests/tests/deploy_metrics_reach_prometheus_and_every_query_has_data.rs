@@ -18,14 +18,21 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(90);
 
-/// Every vector selector in `expr` (those inside range vectors too), as PromQL text.
+/// Every vector selector in `expr` (those inside range vectors too), as PromQL text, without its
+/// `offset` or `@` (whether the series exists is the question, not whether it did an hour ago).
 fn selectors(expr: &Expr, out: &mut BTreeSet<String>) {
+    let now = |vs: &promql_parser::parser::VectorSelector| {
+        let mut vs = vs.clone();
+        vs.offset = None;
+        vs.at = None;
+        vs.to_string()
+    };
     match expr {
         Expr::VectorSelector(vs) => {
-            out.insert(vs.to_string());
+            out.insert(now(vs));
         }
         Expr::MatrixSelector(ms) => {
-            out.insert(ms.vs.to_string());
+            out.insert(now(&ms.vs));
         }
         Expr::Aggregate(a) => {
             selectors(&a.expr, out);
