@@ -63,8 +63,14 @@ fn unavailable() -> Response {
 fn collect(admin: &Admin) -> Result<ResourceMetrics, Response> {
     let metrics = admin.metrics().ok_or_else(unavailable)?;
     metrics.collect().map_err(|e| {
+        // A poisoned SDK pipeline will not come back by waiting: an internal error, not a 503.
+        let status = if lookout::metrics::poisoned().is_some() {
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
         json_response(
-            StatusCode::SERVICE_UNAVAILABLE,
+            status,
             &json!({"error": format!("metrics could not be collected: {e}")}),
         )
     })

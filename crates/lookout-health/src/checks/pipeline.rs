@@ -69,7 +69,10 @@ impl HealthCheck for Pipeline {
                 ));
             }
         }
-        let result = if problems.is_empty() {
+        let result = if let Some(why) = lookout::metrics::poisoned() {
+            // Metrics are gone for good in this process: not degraded, down.
+            CheckResult::down(format!("metrics cannot be collected: {why}"))
+        } else if problems.is_empty() {
             CheckResult::up()
         } else {
             let mut message = problems.join("; ");

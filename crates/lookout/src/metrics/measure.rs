@@ -87,14 +87,14 @@ fn instruments(generation: u64) -> Arc<Instruments> {
         .i64_observable_up_down_counter(CONCURRENT)
         .with_description("Calls of measured functions in progress.")
         .with_unit("{call}")
-        .with_callback(|observer| {
+        .with_callback(super::contained(CONCURRENT, |observer| {
             // Runs before the SDK reads any aggregation: the lanes' pending calls go in first.
             drain_all();
             let sites = SITES.lock().unwrap_or_else(|e| e.into_inner());
             for site in sites.iter() {
                 observer.observe(site.in_progress(), &site.attributes());
             }
-        })
+        }))
         .build();
     meter
         .f64_observable_gauge(LAST_CALL)
@@ -102,7 +102,7 @@ fn instruments(generation: u64) -> Arc<Instruments> {
             "When a call of a measured function or timed operation last finished (Unix time).",
         )
         .with_unit("s")
-        .with_callback(|observer| {
+        .with_callback(super::contained(LAST_CALL, |observer| {
             let sites = SITES.lock().unwrap_or_else(|e| e.into_inner());
             for site in sites.iter() {
                 let raw = site.last_call();
@@ -110,7 +110,7 @@ fn instruments(generation: u64) -> Arc<Instruments> {
                     observer.observe(unix_seconds(raw), &site.attributes());
                 }
             }
-        })
+        }))
         .build();
     let fresh = Arc::new(Instruments {
         generation,

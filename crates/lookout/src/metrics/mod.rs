@@ -101,6 +101,73 @@ pub(crate) fn note_overflows(rm: &ResourceMetrics) {
     }
 }
 
+static POISONED: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Why metrics can no longer be collected, once an observable instrument's callback has panicked
+/// and poisoned the OpenTelemetry SDK's pipeline (opentelemetry-rust #3640): every later collection
+/// and export of that meter provider fails. `None` while metrics work. Restarting the process (or
+/// installing a new meter provider) is the way back.
+pub fn poisoned() -> Option<String> {
+    POISONED.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Records the poisoning once (WARN, stats) and builds the error every collection returns.
+fn poison(cause: &str) -> opentelemetry_sdk::error::OTelSdkError {
+    let mut slot = POISONED.lock().unwrap_or_else(|e| e.into_inner());
+    let why = slot.get_or_insert_with(|| {
+        format!(
+            "{cause}; the OpenTelemetry SDK's metric pipeline is poisoned and collects nothing              more: no metric will be exported or scraped until the process restarts. Register              observable callbacks through lookout::metrics::contained to keep a panic in one from              taking all metrics down"
+        )
+    });
+    let message = why.clone();
+    drop(slot);
+    if crate::stats::COUNTERS.record_export(
+        crate::config::Signal::Metrics,
+        0,
+        Some(message.clone()),
+    ) == crate::stats::Transition::StartedFailing
+    {
+        tracing::warn!(target: "lookout", "{message}");
+    }
+    opentelemetry_sdk::error::OTelSdkError::InternalFailure(message)
+}
+
+/// Wraps an observable instrument's callback so that a panic inside it is caught: the collection
+/// goes on without that instrument's values (and the SDK's pipeline is not poisoned), and the panic
+/// is said once in a WARN naming `name`. lookout registers its own callbacks this way.
+///
+/// ```
+/// use lookout::opentelemetry::metrics::MeterProvider as _;
+/// let metrics = lookout::metrics::Metrics::in_memory(
+///     lookout::opentelemetry_sdk::Resource::builder_empty().build(),
+/// );
+/// let _queue = metrics
+///     .provider()
+///     .meter("app")
+///     .u64_observable_gauge("queue.depth")
+///     .with_callback(lookout::metrics::contained("queue.depth", |o| o.observe(3, &[])))
+///     .build();
+/// assert!(metrics.collect().is_ok());
+/// ```
+pub fn contained<T, F>(
+    name: &'static str,
+    callback: F,
+) -> impl Fn(&dyn opentelemetry::metrics::AsyncInstrument<T>) + Send + Sync + 'static
+where
+    F: Fn(&dyn opentelemetry::metrics::AsyncInstrument<T>) + Send + Sync + 'static,
+{
+    let warned = std::sync::atomic::AtomicBool::new(false);
+    move |observer| {
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(observer)));
+        if caught.is_err() && !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                target: "lookout",
+                "the callback of the observable instrument {name} panicked; its values are left                  out of this and every collection in which it panics (said once)"
+            );
+        }
+    }
+}
+
 /// A meter provider together with a pull reader: what [`crate::init`] builds, and what the admin
 /// endpoints read. Cheap to clone.
 #[derive(Clone)]
@@ -198,12 +265,40 @@ impl Metrics {
     }
 
     /// A cumulative snapshot of every instrument, from the SDK's own aggregation.
+    ///
+    /// Never panics: an observable instrument's callback that panics during the collection (one
+    /// registered on the SDK directly; lookout's own and those wrapped in [`contained`] cannot)
+    /// leaves the SDK's pipeline lock poisoned, so that no metric can be collected or exported
+    /// again by this provider. That is returned as an error naming the panic, said once in a WARN,
+    /// reported by [`poisoned`], and counted as failing metric exports in [`crate::stats`].
     pub fn collect(&self) -> Result<ResourceMetrics, opentelemetry_sdk::error::OTelSdkError> {
         let mut rm = ResourceMetrics::default();
         // The collection's callbacks drain the call sites' lanes too, unless a view dropped
         // every observable `function.*` instrument: then this is what makes the snapshot exact.
         measure::drain_all();
-        self.pull.collect(&mut rm)?;
+        let collected =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.pull.collect(&mut rm)));
+        match collected {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                // The SDK's words for a lock poisoned by an earlier panic (in this collection's
+                // callbacks, or in the periodic exporter's thread).
+                if e.to_string().contains("Failed to lock pipeline") {
+                    return Err(poison("a metric callback panicked earlier"));
+                }
+                return Err(e);
+            }
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic without a message".to_owned());
+                return Err(poison(&format!(
+                    "a metric callback panicked during the collection: {what}"
+                )));
+            }
+        }
         note_overflows(&rm);
         Ok(rm)
     }

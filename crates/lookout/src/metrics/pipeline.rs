@@ -37,7 +37,9 @@ pub(crate) fn register(provider: &SdkMeterProvider) {
             .u64_observable_counter(name)
             .with_unit(unit)
             .with_description(description)
-            .with_callback(move |o| o.observe(COUNTERS.signal(signal).dropped.load(Relaxed), &[]))
+            .with_callback(super::contained(name, move |o| {
+                o.observe(COUNTERS.signal(signal).dropped.load(Relaxed), &[])
+            }))
             .build();
     }
 }

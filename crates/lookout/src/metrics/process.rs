@@ -89,12 +89,12 @@ fn process(meter: &Meter) -> Result<(), ProcessMetricsError> {
         .f64_observable_counter(PROCESS_CPU_TIME)
         .with_description("Total CPU seconds of the process, by mode.")
         .with_unit("s")
-        .with_callback(move |o| {
+        .with_callback(super::contained(PROCESS_CPU_TIME, move |o| {
             if let Ok(now) = sample() {
                 o.observe(now.user, &u);
                 o.observe(now.system, &s);
             }
-        })
+        }))
         .build();
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let last: Mutex<Option<(Instant, Sample)>> = Mutex::new(None);
@@ -104,7 +104,7 @@ fn process(meter: &Meter) -> Result<(), ProcessMetricsError> {
             "CPU time used since the previous measurement over the time elapsed and the CPUs available, by mode.",
         )
         .with_unit("1")
-        .with_callback(move |o| {
+        .with_callback(super::contained(PROCESS_CPU_UTILIZATION, move |o| {
             let Ok(now) = sample() else { return };
             let at = Instant::now();
             let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
@@ -116,57 +116,57 @@ fn process(meter: &Meter) -> Result<(), ProcessMetricsError> {
                 }
             }
             *last = Some((at, now));
-        })
+        }))
         .build();
     meter
         .i64_observable_up_down_counter(PROCESS_MEMORY_USAGE)
         .with_description("Resident memory of the process (RSS).")
         .with_unit("By")
-        .with_callback(|o| {
+        .with_callback(super::contained(PROCESS_MEMORY_USAGE, |o| {
             if let Ok(now) = sample() {
                 o.observe(i64::try_from(now.rss).unwrap_or(i64::MAX), &[]);
             }
-        })
+        }))
         .build();
     meter
         .i64_observable_up_down_counter(PROCESS_MEMORY_VIRTUAL)
         .with_description("Virtual memory of the process.")
         .with_unit("By")
-        .with_callback(|o| {
+        .with_callback(super::contained(PROCESS_MEMORY_VIRTUAL, |o| {
             if let Ok(now) = sample() {
                 o.observe(i64::try_from(now.virt).unwrap_or(i64::MAX), &[]);
             }
-        })
+        }))
         .build();
     meter
         .i64_observable_up_down_counter(PROCESS_UNIX_FILE_DESCRIPTOR_COUNT)
         .with_description("File descriptors the process has open.")
         .with_unit("{file_descriptor}")
-        .with_callback(|o| {
+        .with_callback(super::contained(PROCESS_UNIX_FILE_DESCRIPTOR_COUNT, |o| {
             if let Ok(n) = procfs::process::Process::myself().and_then(|p| p.fd_count()) {
                 o.observe(n as i64, &[]);
             }
-        })
+        }))
         .build();
     meter
         .i64_observable_up_down_counter(PROCESS_THREAD_COUNT)
         .with_description("Threads of the process.")
         .with_unit("{thread}")
-        .with_callback(|o| {
+        .with_callback(super::contained(PROCESS_THREAD_COUNT, |o| {
             if let Ok(now) = sample() {
                 o.observe(now.threads, &[]);
             }
-        })
+        }))
         .build();
     meter
         .f64_observable_gauge(PROCESS_UPTIME)
         .with_description("Time since the process started.")
         .with_unit("s")
-        .with_callback(|o| {
+        .with_callback(super::contained(PROCESS_UPTIME, |o| {
             if let Ok(now) = sample() {
                 o.observe(now.uptime, &[]);
             }
-        })
+        }))
         .build();
     Ok(())
 }
@@ -179,21 +179,28 @@ fn runtime(meter: &Meter, handle: tokio::runtime::Handle) {
         .i64_observable_gauge("tokio.runtime.workers")
         .with_description("Worker threads of the tokio runtime.")
         .with_unit("{thread}")
-        .with_callback(move |o| o.observe(h.metrics().num_workers() as i64, &[]))
+        .with_callback(super::contained("tokio.runtime.workers", move |o| {
+            o.observe(h.metrics().num_workers() as i64, &[])
+        }))
         .build();
     let h = Arc::clone(&handle);
     meter
         .i64_observable_gauge("tokio.runtime.tasks.alive")
         .with_description("Tasks alive in the tokio runtime.")
         .with_unit("{task}")
-        .with_callback(move |o| o.observe(h.metrics().num_alive_tasks() as i64, &[]))
+        .with_callback(super::contained("tokio.runtime.tasks.alive", move |o| {
+            o.observe(h.metrics().num_alive_tasks() as i64, &[])
+        }))
         .build();
     let h = Arc::clone(&handle);
     meter
         .i64_observable_gauge("tokio.runtime.global_queue.depth")
         .with_description("Tasks waiting in the tokio runtime's global queue.")
         .with_unit("{task}")
-        .with_callback(move |o| o.observe(h.metrics().global_queue_depth() as i64, &[]))
+        .with_callback(super::contained(
+            "tokio.runtime.global_queue.depth",
+            move |o| o.observe(h.metrics().global_queue_depth() as i64, &[]),
+        ))
         .build();
     busy(meter, handle);
 }
@@ -213,7 +220,10 @@ fn busy(meter: &Meter, handle: Arc<tokio::runtime::Handle>) {
         .f64_observable_counter("tokio.runtime.worker.busy_time")
         .with_description("Time the tokio runtime's workers spent busy, summed over workers.")
         .with_unit("s")
-        .with_callback(move |o| o.observe(total(&h).0, &[]))
+        .with_callback(super::contained(
+            "tokio.runtime.worker.busy_time",
+            move |o| o.observe(total(&h).0, &[]),
+        ))
         .build();
     let last: Mutex<Option<(Instant, f64)>> = Mutex::new(None);
     meter
@@ -222,7 +232,7 @@ fn busy(meter: &Meter, handle: Arc<tokio::runtime::Handle>) {
             "Share of the time since the previous measurement that the tokio runtime's workers were busy.",
         )
         .with_unit("1")
-        .with_callback(move |o| {
+        .with_callback(super::contained("tokio.runtime.busy_ratio", move |o| {
             let (busy, workers) = total(&handle);
             let at = Instant::now();
             let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
@@ -233,7 +243,7 @@ fn busy(meter: &Meter, handle: Arc<tokio::runtime::Handle>) {
                 }
             }
             *last = Some((at, busy));
-        })
+        }))
         .build();
 }
 
