@@ -122,11 +122,6 @@ impl Process {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
