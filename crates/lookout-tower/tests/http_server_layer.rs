@@ -355,3 +355,39 @@ async fn unknown_methods_are_recorded_as_other() {
         Some("PURGE")
     );
 }
+
+/// A 60 kB path and user agent are recorded cut to the request attribute limit (2048 characters
+/// by default, here 100), so one hostile client cannot make span batches too large to export.
+#[tokio::test(flavor = "current_thread")]
+async fn request_attributes_are_cut_to_the_limit() {
+    propagators();
+    let capture = Capture::start();
+    let app = Router::new().fallback(|| async { "anything" }).layer(
+        HttpServerLayer::with_meter(capture.meter("lookout-tower"))
+            .tracer(capture.tracer("lookout-tower"))
+            .capture_request_headers(["x-note"])
+            .request_attribute_limit(Some(100)),
+    );
+    let addr = serve(app).await;
+    let resp = client()
+        .get(format!("http://{addr}/{}", "a".repeat(60_000)))
+        .header("user-agent", "u".repeat(60_000))
+        .header("x-note", "n".repeat(5_000))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    let spans = wait_for_server_spans(&capture, 1).await;
+    let s = &spans[0];
+    let path = attr(s, "url.path").expect("url.path");
+    assert_eq!(path.chars().count(), 100);
+    assert!(path.starts_with("/aaa"));
+    assert_eq!(
+        attr(s, "user_agent.original").map(|u| u.chars().count()),
+        Some(100)
+    );
+    assert!(
+        attr(s, "http.request.header.x-note").is_some_and(|h| h.len() < 200),
+        "captured headers are cut too"
+    );
+}

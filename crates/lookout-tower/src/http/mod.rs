@@ -90,20 +90,47 @@ where
         .collect()
 }
 
+/// The default length limit, in characters, of span attribute values taken from a request (path,
+/// user agent, host, captured headers, an unknown method): long enough for any real path, short
+/// enough that a client sending 60 kB paths cannot make every export batch exceed the collector's
+/// 4 MiB request limit.
+pub const DEFAULT_REQUEST_ATTRIBUTE_LIMIT: usize = 2048;
+
+/// The limit a layer starts with: none of its own when `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` or
+/// `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT` is set (the SDK's limit then applies to every
+/// attribute, these included), else [`DEFAULT_REQUEST_ATTRIBUTE_LIMIT`].
+pub(crate) fn default_request_attribute_limit() -> Option<usize> {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    if set("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT") || set("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT") {
+        None
+    } else {
+        Some(DEFAULT_REQUEST_ATTRIBUTE_LIMIT)
+    }
+}
+
+/// `value` cut to at most `limit` characters (never inside a character).
+pub(crate) fn bounded(value: &str, limit: Option<usize>) -> String {
+    match limit.and_then(|l| value.char_indices().nth(l)) {
+        Some((end, _)) => value[..end].to_owned(),
+        None => value.to_owned(),
+    }
+}
+
 /// Pushes `{prefix}.{name}` attributes (string arrays, per the conventions) for the captured
-/// headers present.
+/// headers present, each value cut to `limit` characters.
 pub(crate) fn header_attributes(
     attributes: &mut Vec<opentelemetry::KeyValue>,
     prefix: &str,
     names: &[HeaderName],
     headers: &HeaderMap,
+    limit: Option<usize>,
 ) {
     for name in names {
         let values: Vec<opentelemetry::StringValue> = headers
             .get_all(name)
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .map(|v| opentelemetry::StringValue::from(v.to_owned()))
+            .map(|v| opentelemetry::StringValue::from(bounded(v, limit)))
             .collect();
         if !values.is_empty() {
             attributes.push(opentelemetry::KeyValue::new(
@@ -164,6 +191,15 @@ pub(crate) fn redacted_url(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn values_are_cut_by_characters_on_a_boundary() {
+        assert_eq!(bounded("ééé", Some(2)), "éé");
+        assert_eq!(bounded("abc", Some(3)), "abc");
+        assert_eq!(bounded("abc", Some(0)), "");
+        assert_eq!(bounded(&"x".repeat(10), None).len(), 10);
+    }
+
     use super::*;
 
     #[test]

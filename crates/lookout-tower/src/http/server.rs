@@ -42,6 +42,8 @@ struct Config {
     routes: Routes,
     scheme: &'static str,
     body_sizes: bool,
+    /// Characters kept of attribute values taken from the request (`None`: no limit of ours).
+    attribute_limit: Option<usize>,
     tracer: std::sync::OnceLock<BoxedTracer>,
 }
 
@@ -115,6 +117,7 @@ impl HttpServerLayer {
                 routes: Routes::default(),
                 scheme: "http",
                 body_sizes: false,
+                attribute_limit: super::default_request_attribute_limit(),
                 tracer: std::sync::OnceLock::new(),
             }),
         }
@@ -187,6 +190,16 @@ impl HttpServerLayer {
     /// in the conventions) when the sizes are known.
     pub fn body_sizes(self, on: bool) -> Self {
         self.edit(|c| c.body_sizes = on)
+    }
+
+    /// The length limit, in characters, of span attributes taken from the request: `url.path`,
+    /// `user_agent.original`, `server.address`, `http.request.method_original` and captured
+    /// headers. Default [`DEFAULT_REQUEST_ATTRIBUTE_LIMIT`](super::DEFAULT_REQUEST_ATTRIBUTE_LIMIT)
+    /// (2048), or none of the layer's own when `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` or
+    /// `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT` is set: that limit then applies to these as to
+    /// every attribute. `None` keeps values whole.
+    pub fn request_attribute_limit(self, limit: Option<usize>) -> Self {
+        self.edit(|c| c.attribute_limit = limit)
     }
 
     /// The tracer for the request spans (default: the global tracer provider's).
@@ -294,6 +307,7 @@ impl Tracked {
                         "http.response.header",
                         &config.response_headers,
                         resp.headers(),
+                        config.attribute_limit,
                     );
                     span.set_attributes(attrs);
                 }
@@ -470,15 +484,16 @@ where
         if method == HttpMethod::OTHER {
             attributes.push(KeyValue::new(
                 semconv::HTTP_REQUEST_METHOD_ORIGINAL,
-                parts.method.to_string(),
+                super::bounded(parts.method.as_str(), config.attribute_limit),
             ));
         }
         if let Some(r) = route.template() {
             attributes.push(KeyValue::new(semconv::HTTP_ROUTE, Arc::clone(r)));
         }
+        let limit = config.attribute_limit;
         attributes.push(KeyValue::new(
             semconv::URL_PATH,
-            parts.uri.path().to_owned(),
+            super::bounded(parts.uri.path(), limit),
         ));
         attributes.push(KeyValue::new(semconv::URL_SCHEME, scheme));
         attributes.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, version));
@@ -487,20 +502,27 @@ where
             Some(h.rsplit_once(':').map_or(h, |(host, _)| host))
         });
         if let Some(h) = host {
-            attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, h.to_owned()));
+            attributes.push(KeyValue::new(
+                semconv::SERVER_ADDRESS,
+                super::bounded(h, limit),
+            ));
         }
         if let Some(ua) = parts
             .headers
             .get(http::header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
         {
-            attributes.push(KeyValue::new(semconv::USER_AGENT_ORIGINAL, ua.to_owned()));
+            attributes.push(KeyValue::new(
+                semconv::USER_AGENT_ORIGINAL,
+                super::bounded(ua, limit),
+            ));
         }
         header_attributes(
             &mut attributes,
             "http.request.header",
             &config.request_headers,
             &parts.headers,
+            limit,
         );
         if let Some(hook) = &config.on_request {
             hook(&parts, &mut attributes);
