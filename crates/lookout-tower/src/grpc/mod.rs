@@ -198,7 +198,12 @@ where
 {
     let start = Instant::now();
     let (service, method) = split_path(req.uri().path()).unwrap_or(("_OTHER", "_OTHER"));
-    let (service, method) = (service.to_owned(), method.to_owned());
+    // The path comes from the client: bounded like the HTTP layer's request attributes.
+    let limit = crate::http::default_request_attribute_limit();
+    let (service, method) = (
+        crate::http::bounded(service, limit),
+        crate::http::bounded(method, limit),
+    );
     let name = format!("{service}/{method}");
     let span = match side {
         Side::Server => tracing::info_span!(

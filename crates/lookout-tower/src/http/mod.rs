@@ -99,13 +99,18 @@ pub const DEFAULT_REQUEST_ATTRIBUTE_LIMIT: usize = 2048;
 /// The limit a layer starts with: none of its own when `OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT` or
 /// `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT` is set (the SDK's limit then applies to every
 /// attribute, these included), else [`DEFAULT_REQUEST_ATTRIBUTE_LIMIT`].
+/// Read once per process (the gRPC layers ask on every call).
 pub(crate) fn default_request_attribute_limit() -> Option<usize> {
-    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
-    if set("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT") || set("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT") {
-        None
-    } else {
-        Some(DEFAULT_REQUEST_ATTRIBUTE_LIMIT)
-    }
+    static LIMIT: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+        if set("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT") || set("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT")
+        {
+            None
+        } else {
+            Some(DEFAULT_REQUEST_ATTRIBUTE_LIMIT)
+        }
+    })
 }
 
 /// `value` cut to at most `limit` characters (never inside a character).
