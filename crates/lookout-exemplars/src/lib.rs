@@ -41,7 +41,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -176,17 +176,11 @@ impl Reservoir {
 
 type Key = (String, String);
 
-struct Registry {
-    series: RwLock<HashMap<Key, Arc<Reservoir>>>,
-    count: AtomicUsize,
-}
+type Registry = RwLock<HashMap<Key, Arc<Reservoir>>>;
 
 fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
-    REGISTRY.get_or_init(|| Registry {
-        series: RwLock::new(HashMap::new()),
-        count: AtomicUsize::new(0),
-    })
+    REGISTRY.get_or_init(Registry::default)
 }
 
 /// An attribute set as one text, independent of the order of its attributes.
@@ -215,22 +209,16 @@ pub fn reservoir(
 ) -> Option<Arc<Reservoir>> {
     let key = (instrument.to_owned(), attributes_key(attributes.iter()));
     let registry = registry();
-    if let Some(r) = registry
-        .series
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&key)
-    {
+    if let Some(r) = registry.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Some(Arc::clone(r));
     }
-    let mut series = registry.series.write().unwrap_or_else(|e| e.into_inner());
+    let mut series = registry.write().unwrap_or_else(|e| e.into_inner());
     if let Some(r) = series.get(&key) {
         return Some(Arc::clone(r));
     }
-    if registry.count.load(Ordering::Relaxed) >= MAX_SERIES {
+    if series.len() >= MAX_SERIES {
         return None;
     }
-    registry.count.fetch_add(1, Ordering::Relaxed);
     let r = Arc::new(Reservoir::new(bounds));
     series.insert(key, Arc::clone(&r));
     Some(r)
@@ -241,13 +229,8 @@ pub fn find<'a>(
     instrument: &str,
     attributes: impl Iterator<Item = &'a KeyValue>,
 ) -> Option<Arc<Reservoir>> {
-    let registry = registry();
-    if registry.count.load(Ordering::Relaxed) == 0 {
-        return None;
-    }
     let key = (instrument.to_owned(), attributes_key(attributes));
-    registry
-        .series
+    registry()
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .get(&key)
