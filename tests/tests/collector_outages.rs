@@ -56,9 +56,11 @@ fn a_collector_that_starts_after_the_program_still_gets_later_spans() {
         .find_map(|l| l.strip_prefix("STATS traces "))
         .expect("stats line");
     let parts: Vec<&str> = stats.split_whitespace().collect();
-    let (ok, failed): (u64, u64) = (parts[0].parse().expect("n"), parts[1].parse().expect("n"));
-    assert!(ok >= 1 && failed >= 1, "{stats}");
-    assert_eq!(parts[2], "resolved", "{stats}");
+    let ok: u64 = parts[0].parse().expect("n");
+    assert!(ok >= 1, "{stats}");
+    // The first export may have been delivered by a retry once the collector was up (then no
+    // export failed for good), or failed after its retries (then the error is resolved).
+    assert!(matches!(parts[2], "resolved" | "none"), "{stats}");
     let r = collector
         .wait_for(Duration::from_secs(20), |r| {
             r.spans
@@ -66,13 +68,13 @@ fn a_collector_that_starts_after_the_program_still_gets_later_spans() {
                 .any(|s| s.attributes.get("index") == Some(&Value::Int(59)))
         })
         .unwrap_or_else(|e| panic!("{e}\n{all}"));
-    // Early spans were lost while it was down; the report counts them.
+    // Spans of exports that failed for good while it was down are lost; the report counts them,
+    // and every other span arrived.
     let lost: u64 = all
         .lines()
         .find_map(|l| l.strip_prefix("COUNTS traces "))
         .and_then(|c| c.split_whitespace().nth(1)?.parse().ok())
         .expect("counts line");
-    assert!(lost > 0, "{all}");
     assert_eq!(r.spans.len() as u64 + lost, 60, "{all}");
 }
 

@@ -20,8 +20,13 @@ pub(crate) struct SignalCounters {
     pub(crate) in_flight: AtomicU64,
     /// Items turned away because the export queue was full.
     pub(crate) dropped: AtomicU64,
+    /// Items the destination refused (a rejected request, or a partial success). Included in
+    /// `failed`.
+    pub(crate) rejected: AtomicU64,
     /// Whether the last export failed.
     failing: AtomicBool,
+    /// Whether the current outage (failures, or an export not answered) has been said.
+    announced: AtomicBool,
 }
 
 /// What an export's outcome changed, so each change is said once.
@@ -45,7 +50,9 @@ impl SignalCounters {
             exports_failed: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
             failing: AtomicBool::new(false),
+            announced: AtomicBool::new(false),
         }
     }
 }
@@ -87,7 +94,9 @@ impl Counters {
             None => {
                 c.exported.fetch_add(items, Relaxed);
                 c.exports_ok.fetch_add(1, Relaxed);
-                if !c.failing.swap(false, Relaxed) {
+                let was_failing = c.failing.swap(false, Relaxed);
+                let was_announced = c.announced.swap(false, Relaxed);
+                if !was_failing && !was_announced {
                     return Transition::None;
                 }
                 if let Some(l) = last.as_mut().filter(|l| l.signal == signal) {
@@ -104,13 +113,45 @@ impl Counters {
                     at: SystemTime::now(),
                     resolved: false,
                 });
-                if c.failing.swap(true, Relaxed) {
+                c.failing.store(true, Relaxed);
+                if c.announced.swap(true, Relaxed) {
                     Transition::None
                 } else {
                     Transition::StartedFailing
                 }
             }
         }
+    }
+
+    /// Whether exports of `signal` are failing or hanging now.
+    pub(crate) fn in_outage(&self, signal: Signal) -> bool {
+        let c = self.signal(signal);
+        c.failing.load(Relaxed) || c.announced.load(Relaxed)
+    }
+
+    /// Marks the current outage of `signal` as said; `true` the first time (say it then).
+    #[cfg_attr(not(any(feature = "grpc", feature = "http")), allow(dead_code))]
+    pub(crate) fn announce(&self, signal: Signal) -> bool {
+        !self.signal(signal).announced.swap(true, Relaxed)
+    }
+
+    /// `items` were refused by the destination: counted as rejected, and as failed when
+    /// `partial` (a partial success: the export itself is recorded as a success of the rest;
+    /// a rejected request counts its items as failed in `record_export`). The reason is kept as
+    /// the last error.
+    #[cfg_attr(not(any(feature = "grpc", feature = "http")), allow(dead_code))]
+    pub(crate) fn record_rejected(&self, signal: Signal, items: u64, partial: bool, why: String) {
+        let c = self.signal(signal);
+        c.rejected.fetch_add(items, Relaxed);
+        if partial {
+            c.failed.fetch_add(items, Relaxed);
+        }
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastError {
+            signal,
+            message: format!("rejected {items} items: {why}"),
+            at: SystemTime::now(),
+            resolved: false,
+        });
     }
 
     pub(crate) fn snapshot(&self) -> Stats {
@@ -128,6 +169,7 @@ impl Counters {
                 exports_failed: c.exports_failed.load(Relaxed),
                 in_flight: c.in_flight.load(Relaxed),
                 dropped: c.dropped.load(Relaxed),
+                rejected: c.rejected.load(Relaxed),
                 failing: c.failing.load(Relaxed),
             }
         };
@@ -173,6 +215,10 @@ pub struct SignalStats {
     /// Items dropped because the export queue was full (`OTEL_BSP_MAX_QUEUE_SIZE` /
     /// `OTEL_BLRP_MAX_QUEUE_SIZE`): the exporter could not keep up. Included in `unexported`.
     pub dropped: u64,
+    /// Items the destination refused: in a request it rejected (a non-retryable error, such as
+    /// invalid data or a request too large), or listed as rejected in a partial success. Included
+    /// in `failed`.
+    pub rejected: u64,
     /// Export requests that succeeded.
     pub exports_ok: u64,
     /// Export requests that failed.
@@ -238,6 +284,7 @@ mod tests {
                 exports_failed: 3,
                 in_flight: 0,
                 dropped: 0,
+                rejected: 0,
                 failing: true,
             }
         );

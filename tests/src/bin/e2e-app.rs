@@ -3,7 +3,8 @@
 //! A small instrumented program configured only through the environment, as a service would be.
 //! The end-to-end tests run it against a real collector. It prints machine-readable lines:
 //! `WARNING <variable>`, `TICK <i>`, `STATS traces <exports ok> <exports failed> <last error> <dropped>`,
-//! `STATS logs dropped <n>`
+//! `STATS logs dropped <n>`, with `E2E_FULL_STATS` set `FULL <signal> accepted=.. exported=.. ...` and
+//! `LAST_ERROR <message>`
 //! (from `lookout::stats()`), and at the end `RESULT ok|deadline|lost <report>` and
 //! `COUNTS <signal> <exported> <lost>` for each signal.
 
@@ -71,6 +72,19 @@ fn program() {
                 }
             });
         }
+        "big" => {
+            // N spans carrying a SIZE-byte field (as an `#[instrument]` argument would), then
+            // one span whose field alone is HUGE bytes.
+            let arg = |i: usize, d: usize| args.get(i).and_then(|n| n.parse().ok()).unwrap_or(d);
+            let (n, size, huge) = (arg(1, 300), arg(2, 60_000), arg(3, 0));
+            let payload = "p".repeat(size);
+            for i in 0..n {
+                info_span!("big", index = i, payload = %payload).in_scope(|| {});
+            }
+            if huge > 0 {
+                info_span!("huge", payload = %"h".repeat(huge)).in_scope(|| {});
+            }
+        }
         "propagate" => propagate(),
         "measured" => measured_calls(),
         other => println!("UNKNOWN_SCENARIO {other}"),
@@ -94,6 +108,31 @@ fn program() {
         stats.traces.exports_ok, stats.traces.exports_failed, stats.traces.dropped
     );
     println!("STATS logs dropped {}", stats.logs.dropped);
+    if std::env::var_os("E2E_FULL_STATS").is_some() {
+        // After a flush, so that every export has finished.
+        if let Some(p) = telemetry.tracer_provider() {
+            let _ = p.force_flush();
+        }
+        if let Some(p) = telemetry.logger_provider() {
+            let _ = p.force_flush();
+        }
+        let s = lookout::stats();
+        for (signal, c) in [("traces", s.traces), ("logs", s.logs)] {
+            println!(
+                "FULL {signal} accepted={} exported={} failed={} rejected={} dropped={} exports_ok={} exports_failed={}",
+                c.accepted,
+                c.exported,
+                c.failed,
+                c.rejected,
+                c.dropped,
+                c.exports_ok,
+                c.exports_failed
+            );
+        }
+        if let Some(e) = &s.last_error {
+            println!("LAST_ERROR {}", e.message);
+        }
+    }
 
     let (word, report) = match telemetry.shutdown() {
         Ok(r) => ("ok", r),

@@ -28,6 +28,9 @@ pub(crate) struct Counted<E> {
     destination: String,
     timeout: Duration,
     runtime: Arc<ExportRuntime>,
+    /// Whether this wrapper counts and bounds the exports; not when the exporter does it itself
+    /// (lookout's OTLP client, which knows the parts and partial successes of each).
+    counts: bool,
 }
 
 impl<E> Counted<E> {
@@ -44,7 +47,14 @@ impl<E> Counted<E> {
             destination,
             timeout,
             runtime,
+            counts: true,
         }
+    }
+
+    /// The exporter bounds, counts and reports its exports itself.
+    pub(crate) fn counted_by_client(mut self) -> Self {
+        self.counts = false;
+        self
     }
 
     async fn finish(
@@ -52,6 +62,9 @@ impl<E> Counted<E> {
         items: u64,
         export: impl Future<Output = OTelSdkResult> + Send,
     ) -> OTelSdkResult {
+        if !self.counts {
+            return export.await;
+        }
         let in_flight = &COUNTERS.signal(self.signal).in_flight;
         in_flight.fetch_add(items, Relaxed);
         let result = self.runtime.run(self.timeout, export).await;
@@ -238,12 +251,19 @@ impl Queue {
         false
     }
 
-    /// `n` items left the queue for the exporter; says (at most once a minute) how many were
-    /// dropped since the last time. Runs on the processor's thread, never in the application's.
+    /// `n` items left the queue for the exporter.
     fn leave(&self, n: usize) {
         let _ = self
             .queued
             .fetch_update(Relaxed, Relaxed, |q| Some(q.saturating_sub(n)));
+        self.say_drops();
+    }
+
+    /// Says how many items were dropped since the last time: the first drop at once, then at
+    /// most once a minute. Runs on the processor's thread or lookout's export runtime (which
+    /// checks every second, so that drops during a hung export are said too), never in the
+    /// application's.
+    pub(crate) fn say_drops(&self) {
         let dropped = COUNTERS.signal(self.signal).dropped.load(Relaxed);
         let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
         let (said, at) = *warned;
@@ -259,17 +279,39 @@ impl Queue {
                 "lower the sampling ratio (OTEL_TRACES_SAMPLER_ARG)",
             ),
         };
-        tracing::warn!(
-            target: "lookout::export",
-            signal = %self.signal,
-            dropped = dropped - said,
-            queue = self.bound,
-            "the {} export queue ({} items) was full: {} items were dropped (lookout::stats() counts them). \
-             The exporter cannot keep up: {knob}, raise {variable}, or give the process more CPU",
-            self.signal,
-            self.bound,
-            dropped - said,
-        );
+        // An export still waiting while the queue overflows: the destination is the bottleneck.
+        let waiting = COUNTERS.signal(self.signal).in_flight.load(Relaxed) > 0;
+        if COUNTERS.in_outage(self.signal) || waiting {
+            let cause = COUNTERS
+                .snapshot()
+                .last_error
+                .filter(|e| e.signal == self.signal && !e.resolved)
+                .map_or_else(|| "it has not answered".to_owned(), |e| e.message);
+            tracing::warn!(
+                target: "lookout::export",
+                signal = %self.signal,
+                dropped = dropped - said,
+                queue = self.bound,
+                "the {} export queue ({} items) was full: {} items were dropped (lookout::stats() counts them) \
+                 because the destination is not taking exports ({cause}). They will flow again once it is back; \
+                 a larger {variable} rides out a longer outage",
+                self.signal,
+                self.bound,
+                dropped - said,
+            );
+        } else {
+            tracing::warn!(
+                target: "lookout::export",
+                signal = %self.signal,
+                dropped = dropped - said,
+                queue = self.bound,
+                "the {} export queue ({} items) was full: {} items were dropped (lookout::stats() counts them). \
+                 The exporter cannot keep up: {knob}, raise {variable}, or give the process more CPU",
+                self.signal,
+                self.bound,
+                dropped - said,
+            );
+        }
     }
 }
 

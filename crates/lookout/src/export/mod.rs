@@ -1,9 +1,11 @@
 //! Builds the three SDK providers with their exporters: OTLP (gRPC or HTTP), console, or none.
 
 mod counted;
+#[cfg(any(feature = "grpc", feature = "http"))]
+mod otlp;
 mod runtime;
 #[cfg(all(feature = "tls", any(feature = "grpc", feature = "http")))]
-mod tls;
+pub(crate) mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -72,6 +74,11 @@ impl Wrap<'_> {
             self.runtime.clone(),
         )
     }
+
+    /// For an exporter that bounds, counts and reports its own exports (lookout's OTLP client).
+    fn counted_by_client<E>(&self, exporter: E) -> Counted<E> {
+        self.it(exporter).counted_by_client()
+    }
 }
 
 fn exporter_of(settings: &Settings, signal: Signal) -> (ExporterKind, &OtlpSettings) {
@@ -107,8 +114,10 @@ fn tracer_provider(
         exporter: E,
         batch: &BatchSettings,
         value_limit: Option<usize>,
+        runtime: &ExportRuntime,
     ) -> SpanIntake<BatchSpanProcessor> {
         let queue = Queue::new(Signal::Traces, batch.max_queue_size);
+        runtime.watch(&queue);
         let bsp =
             BatchSpanProcessor::builder(SpanFixups::new(exporter, value_limit, queue.clone()))
                 .with_batch_config(span_batch_config(batch))
@@ -118,14 +127,16 @@ fn tracer_provider(
     let value_limit = limits.span_attribute_value_length;
     builder = match kind {
         ExporterKind::Otlp => builder.with_span_processor(processor(
-            wrap.it(otlp_spans(otlp, runtime)?),
+            wrap.counted_by_client(otlp_spans(otlp, &wrap)?),
             batch,
             value_limit,
+            runtime,
         )),
         ExporterKind::Console => builder.with_span_processor(processor(
             wrap.it(opentelemetry_stdout::SpanExporter::default()),
             batch,
             value_limit,
+            runtime,
         )),
         // No processor: spans still get ids (so logs stay correlated) and go nowhere.
         ExporterKind::None => builder,
@@ -223,9 +234,13 @@ fn meter_provider(
     let (builder, pull) = match kind {
         ExporterKind::Otlp => with_pushed(
             builder,
-            PeriodicReader::builder(wrap.it(otlp_metrics(otlp, temporality, runtime)?))
-                .with_interval(interval)
-                .build(),
+            PeriodicReader::builder(wrap.counted_by_client(otlp_metrics(
+                otlp,
+                temporality,
+                &wrap,
+            )?))
+            .with_interval(interval)
+            .build(),
             cumulative,
         ),
         ExporterKind::Console => {
@@ -265,8 +280,10 @@ fn logger_provider(
     fn processor<E: LogExporter + 'static>(
         exporter: E,
         batch: &BatchSettings,
+        runtime: &ExportRuntime,
     ) -> LogIntake<BatchLogProcessor> {
         let queue = Queue::new(Signal::Logs, batch.max_queue_size);
+        runtime.watch(&queue);
         LogIntake::new(
             BatchLogProcessor::builder(LogDequeue::new(exporter, queue.clone()))
                 .with_batch_config(log_batch_config(batch))
@@ -276,21 +293,20 @@ fn logger_provider(
     }
     let builder = SdkLoggerProvider::builder().with_resource(resource.clone());
     let builder = match kind {
-        ExporterKind::Otlp => {
-            builder.with_log_processor(processor(wrap.it(otlp_logs(otlp, runtime)?), batch))
-        }
+        ExporterKind::Otlp => builder.with_log_processor(processor(
+            wrap.counted_by_client(otlp_logs(otlp, &wrap)?),
+            batch,
+            runtime,
+        )),
         ExporterKind::Console => builder.with_log_processor(processor(
             wrap.it(opentelemetry_stdout::LogExporter::default()),
             batch,
+            runtime,
         )),
         ExporterKind::None => return Ok(None),
     };
     Ok(Some(builder.build()))
 }
-
-/// "No limit" for the OTLP clients, which have no such notion.
-#[cfg(any(feature = "grpc", feature = "http"))]
-const UNLIMITED: Duration = Duration::from_secs(365 * 24 * 3600);
 
 fn build_error(signal: Signal) -> impl Fn(String) -> InitError {
     move |reason| InitError::Exporter {
@@ -299,53 +315,53 @@ fn build_error(signal: Signal) -> impl Fn(String) -> InitError {
     }
 }
 
+/// The OTLP client of one signal, on the configured protocol.
 #[cfg(any(feature = "grpc", feature = "http"))]
-macro_rules! otlp_exporter {
-    ($fn_name:ident, $exporter:ty, $signal:expr $(, $extra:ident : $extra_ty:ty => $apply:expr)?) => {
-        fn $fn_name(
-            s: &OtlpSettings,
-            $($extra: $extra_ty,)?
-            runtime: &ExportRuntime,
-        ) -> Result<$exporter, InitError> {
-            let error = build_error($signal);
-            let builder = <$exporter>::builder();
-            $(let builder = $apply(builder, $extra);)?
-            let built = match s.protocol {
-                #[cfg(feature = "grpc")]
-                crate::Protocol::Grpc => {
-                    // tonic's lazy channel spawns its worker here: inside lookout's runtime.
-                    let _entered = runtime.handle().enter();
-                    grpc::configure(builder.with_tonic(), s).map_err(&error)?.build()
-                }
-                #[cfg(feature = "http")]
-                crate::Protocol::HttpProtobuf | crate::Protocol::HttpJson => {
-                    let _ = runtime;
-                    http::configure(builder.with_http(), s).map_err(&error)?.build()
-                }
-                #[allow(unreachable_patterns)]
-                other => {
-                    return Err(error(format!(
-                        "protocol {} is not compiled in",
-                        other.as_str()
-                    )))
-                }
-            };
-            built.map_err(|e| error(e.to_string()))
-        }
+fn otlp_client(
+    s: &OtlpSettings,
+    signal: Signal,
+    wrap: &Wrap<'_>,
+) -> Result<otlp::Client, InitError> {
+    let error = build_error(signal);
+    // The export timeout: the batch processor's and the exporter's, whichever is shorter.
+    let timeout = match (wrap.timeout.is_zero(), s.timeout.is_zero()) {
+        (true, _) => s.timeout,
+        (_, true) => wrap.timeout,
+        _ => wrap.timeout.min(s.timeout),
     };
+    let (destination, runtime) = (wrap.destination.clone(), wrap.runtime.clone());
+    match s.protocol {
+        #[cfg(feature = "grpc")]
+        crate::Protocol::Grpc => otlp::Client::grpc(s, signal, destination, timeout, runtime),
+        #[cfg(feature = "http")]
+        crate::Protocol::HttpProtobuf | crate::Protocol::HttpJson => {
+            otlp::Client::http(s, signal, destination, timeout, runtime)
+        }
+        #[allow(unreachable_patterns)]
+        other => Err(format!("protocol {} is not compiled in", other.as_str())),
+    }
+    .map_err(error)
 }
 
 #[cfg(any(feature = "grpc", feature = "http"))]
-otlp_exporter!(otlp_spans, opentelemetry_otlp::SpanExporter, Signal::Traces);
+fn otlp_spans(s: &OtlpSettings, wrap: &Wrap<'_>) -> Result<otlp::OtlpSpans, InitError> {
+    Ok(otlp::OtlpSpans::new(otlp_client(s, Signal::Traces, wrap)?))
+}
 #[cfg(any(feature = "grpc", feature = "http"))]
-otlp_exporter!(otlp_logs, opentelemetry_otlp::LogExporter, Signal::Logs);
+fn otlp_logs(s: &OtlpSettings, wrap: &Wrap<'_>) -> Result<otlp::OtlpLogs, InitError> {
+    Ok(otlp::OtlpLogs::new(otlp_client(s, Signal::Logs, wrap)?))
+}
 #[cfg(any(feature = "grpc", feature = "http"))]
-otlp_exporter!(
-    otlp_metrics,
-    opentelemetry_otlp::MetricExporter,
-    Signal::Metrics,
-    temporality: Temporality => |b: opentelemetry_otlp::MetricExporterBuilder<_>, t| b.with_temporality(t)
-);
+fn otlp_metrics(
+    s: &OtlpSettings,
+    temporality: Temporality,
+    wrap: &Wrap<'_>,
+) -> Result<otlp::OtlpMetrics, InitError> {
+    Ok(otlp::OtlpMetrics::new(
+        otlp_client(s, Signal::Metrics, wrap)?,
+        temporality,
+    ))
+}
 
 /// Built without an OTLP transport: say which feature or variable fixes it.
 #[cfg(not(any(feature = "grpc", feature = "http")))]
@@ -358,14 +374,14 @@ fn no_transport<T>(signal: Signal) -> Result<T, InitError> {
 #[cfg(not(any(feature = "grpc", feature = "http")))]
 fn otlp_spans(
     _: &OtlpSettings,
-    _: &ExportRuntime,
+    _: &Wrap<'_>,
 ) -> Result<opentelemetry_stdout::SpanExporter, InitError> {
     no_transport(Signal::Traces)
 }
 #[cfg(not(any(feature = "grpc", feature = "http")))]
 fn otlp_logs(
     _: &OtlpSettings,
-    _: &ExportRuntime,
+    _: &Wrap<'_>,
 ) -> Result<opentelemetry_stdout::LogExporter, InitError> {
     no_transport(Signal::Logs)
 }
@@ -373,90 +389,7 @@ fn otlp_logs(
 fn otlp_metrics(
     _: &OtlpSettings,
     _: Temporality,
-    _: &ExportRuntime,
+    _: &Wrap<'_>,
 ) -> Result<opentelemetry_stdout::MetricExporter, InitError> {
     no_transport(Signal::Metrics)
-}
-
-#[cfg(any(feature = "grpc", feature = "http"))]
-fn timeout_of(s: &OtlpSettings) -> Duration {
-    if s.timeout.is_zero() {
-        UNLIMITED
-    } else {
-        s.timeout
-    }
-}
-
-#[cfg(feature = "grpc")]
-mod grpc {
-    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
-    use tonic::metadata::MetadataMap;
-
-    use super::{OtlpSettings, timeout_of};
-    use crate::config::Compression;
-
-    pub(super) fn configure<B: WithExportConfig + WithTonicConfig>(
-        builder: B,
-        s: &OtlpSettings,
-    ) -> Result<B, String> {
-        let mut headers = http::HeaderMap::new();
-        for (name, value) in &s.headers {
-            let name = http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
-                .map_err(|_| format!("header name {name:?} is not valid"))?;
-            let value = http::HeaderValue::from_str(value).map_err(|_| {
-                format!("the value of header {name} has characters a header cannot carry")
-            })?;
-            headers.insert(name, value);
-        }
-        let mut builder = builder
-            .with_endpoint(s.endpoint.as_str().trim_end_matches('/'))
-            .with_protocol(opentelemetry_otlp::Protocol::Grpc)
-            .with_timeout(timeout_of(s))
-            .with_metadata(MetadataMap::from_headers(headers));
-        if s.compression == Compression::Gzip {
-            builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
-        }
-        #[cfg(feature = "tls")]
-        if s.endpoint.scheme() == "https" || s.certificate.is_some() {
-            builder = builder.with_tls_config(super::tls::tonic_config(s)?);
-        }
-        Ok(builder)
-    }
-}
-
-#[cfg(feature = "http")]
-mod http {
-    use std::collections::HashMap;
-
-    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-
-    use super::{OtlpSettings, timeout_of};
-    use crate::config::{Compression, Protocol};
-
-    pub(super) fn configure<B: WithExportConfig + WithHttpConfig>(
-        builder: B,
-        s: &OtlpSettings,
-    ) -> Result<B, String> {
-        let protocol = match s.protocol {
-            Protocol::HttpJson => opentelemetry_otlp::Protocol::HttpJson,
-            _ => opentelemetry_otlp::Protocol::HttpBinary,
-        };
-        let headers: HashMap<String, String> = s.headers.iter().cloned().collect();
-        let client = reqwest::Client::builder().timeout(timeout_of(s));
-        #[cfg(feature = "tls")]
-        let client = client.tls_backend_preconfigured(super::tls::rustls_config(s)?);
-        let client = client
-            .build()
-            .map_err(|e| format!("could not build the HTTP client: {e}"))?;
-        let mut builder = builder
-            .with_endpoint(s.endpoint.as_str())
-            .with_protocol(protocol)
-            .with_timeout(timeout_of(s))
-            .with_headers(headers)
-            .with_http_client(client);
-        if s.compression == Compression::Gzip {
-            builder = builder.with_compression(opentelemetry_otlp::Compression::Gzip);
-        }
-        Ok(builder)
-    }
 }

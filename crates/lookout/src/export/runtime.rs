@@ -46,7 +46,7 @@ impl ExportRuntime {
     }
 
     /// The configured timeout (zero = none), shortened to the shutdown deadline when one is set.
-    fn effective_timeout(&self, configured: Duration) -> Option<Duration> {
+    pub(crate) fn effective_timeout(&self, configured: Duration) -> Option<Duration> {
         let configured = (!configured.is_zero()).then_some(configured);
         let deadline = *self.deadline.lock().unwrap_or_else(|e| e.into_inner());
         match (configured, deadline) {
@@ -74,6 +74,36 @@ impl ExportRuntime {
                 }
             }),
         }
+    }
+
+    /// Runs `future` inside this runtime's context (wherever it is polled from), with no limit
+    /// of its own: for futures that bound themselves.
+    #[cfg_attr(not(any(feature = "grpc", feature = "http")), allow(dead_code))]
+    pub(crate) fn enter<'a>(
+        &self,
+        future: impl Future<Output = OTelSdkResult> + Send + 'a,
+    ) -> InRuntime<'a> {
+        InRuntime {
+            handle: self.handle.clone(),
+            future: Box::pin(future),
+        }
+    }
+
+    /// Every second, says what `queue` dropped (a hung export holds the processor that would
+    /// otherwise say it). Ends with the runtime.
+    pub(crate) fn watch(&self, queue: &std::sync::Arc<super::counted::Queue>) {
+        let queue = std::sync::Arc::downgrade(queue);
+        self.handle.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match queue.upgrade() {
+                    Some(queue) => queue.say_drops(),
+                    None => return,
+                }
+            }
+        });
     }
 
     /// Stops the runtime without waiting for tasks still running (they are abandoned exports).

@@ -1,0 +1,553 @@
+//! lookout's OTLP client: each export request sent over gRPC (tonic) or HTTP (reqwest), retried
+//! exactly as the OTLP specification says, kept under the request size limit, and its outcome
+//! counted item by item.
+//!
+//! Why not opentelemetry-otlp's exporters (0.33), whose retry policy this one follows:
+//! - a partial success is logged and the export reported as a success, so items the collector
+//!   rejected were counted as exported;
+//! - the collector's reason is dropped (the gRPC status message, the HTTP response body) and every
+//!   HTTP transport failure reads "network error", so a refused connection, a timeout and a
+//!   rejected request looked the same in the WARN ("until the destination is reachable");
+//! - a batch goes out as one request whatever its size, so one span with a 60 kB attribute made
+//!   each batch exceed the collector's 4 MiB limit and every span in it was lost.
+//!
+//! The messages and their conversion from SDK data are opentelemetry-proto's; the transports are
+//! tonic and reqwest. What is lookout's own is small: the retry loop, the classification of
+//! failures, and the split of a request into parts under the size limit ([`split`]).
+
+#[cfg(feature = "grpc")]
+mod grpc;
+#[cfg(feature = "http")]
+mod http;
+mod split;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::logs::{LogBatch, LogExporter};
+use opentelemetry_sdk::metrics::Temporality;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+
+use super::runtime::ExportRuntime;
+use crate::config::Signal;
+use crate::stats::{COUNTERS, Transition};
+pub(crate) use split::Message;
+
+/// The largest export request sent, uncompressed: under the 4 MiB (4,194,304 bytes) that the
+/// OpenTelemetry Collector's gRPC receiver accepts by default, with room for framing. A larger
+/// batch is sent as several requests; a single item larger than this has its longest values cut
+/// (see [`split`]).
+pub(crate) const MAX_REQUEST_BYTES: usize = 4_000_000;
+
+/// The largest answer read from the collector (OTLP: "at most 4 MiB").
+const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+
+/// After this long without an answer, the export is said to be slow (once per outage), while it
+/// goes on waiting up to the export timeout.
+const SLOW_ANSWER: Duration = Duration::from_secs(2);
+
+/// Backoff between retries: exponential from `FIRST_BACKOFF`, at most `MAX_BACKOFF`, with jitter;
+/// at most `MAX_RETRIES`, and never beyond the export timeout.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_RETRIES: u32 = 5;
+
+/// Why an export request did not deliver its items.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// No connection could be made (refused, no route, name not resolved, TLS failed).
+    Unreachable(String),
+    /// No answer within the export timeout.
+    Timeout(Duration),
+    /// The collector answered and refused the request; sending it again would not help.
+    Rejected(String),
+    /// The collector answered with a transient error (throttled, unavailable) until the retries
+    /// or the time ran out.
+    Unavailable(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Unreachable(why) => write!(f, "unreachable: {why}"),
+            Failure::Timeout(limit) => {
+                write!(
+                    f,
+                    "timed out: no answer within {limit:?} (the export timeout)"
+                )
+            }
+            Failure::Rejected(why) => write!(f, "rejected by the destination: {why}"),
+            Failure::Unavailable(why) => {
+                write!(
+                    f,
+                    "the destination could not take it, retries ran out: {why}"
+                )
+            }
+        }
+    }
+}
+
+/// How one attempt ended.
+enum Attempt<R> {
+    Delivered(R),
+    /// Failed; `retry` is `None` when the failure must not be retried, else the delay the
+    /// destination asked for (Retry-After, RetryInfo), if any.
+    Failed {
+        failure: Failure,
+        retry: Option<Option<Duration>>,
+    },
+}
+
+/// A transport: sends one attempt of one request.
+#[derive(Debug)]
+enum Transport {
+    #[cfg(feature = "grpc")]
+    Grpc(grpc::Grpc),
+    #[cfg(feature = "http")]
+    Http(http::Http),
+}
+
+/// One signal's OTLP client.
+#[derive(Debug)]
+pub(crate) struct Client {
+    signal: Signal,
+    destination: String,
+    transport: Transport,
+    /// The export timeout: every attempt and every wait of one export fits in it.
+    timeout: Duration,
+    max_request_bytes: usize,
+    runtime: Arc<ExportRuntime>,
+}
+
+impl Client {
+    #[cfg(feature = "grpc")]
+    pub(crate) fn grpc(
+        settings: &crate::config::OtlpSettings,
+        signal: Signal,
+        destination: String,
+        timeout: Duration,
+        runtime: Arc<ExportRuntime>,
+    ) -> Result<Self, String> {
+        let transport = {
+            // tonic's lazy channel spawns its worker here: inside lookout's runtime.
+            let _entered = runtime.handle().enter();
+            Transport::Grpc(grpc::Grpc::new(settings)?)
+        };
+        Ok(Self::with(transport, signal, destination, timeout, runtime))
+    }
+
+    #[cfg(feature = "http")]
+    pub(crate) fn http(
+        settings: &crate::config::OtlpSettings,
+        signal: Signal,
+        destination: String,
+        timeout: Duration,
+        runtime: Arc<ExportRuntime>,
+    ) -> Result<Self, String> {
+        let transport = Transport::Http(http::Http::new(settings)?);
+        Ok(Self::with(transport, signal, destination, timeout, runtime))
+    }
+
+    fn with(
+        transport: Transport,
+        signal: Signal,
+        destination: String,
+        timeout: Duration,
+        runtime: Arc<ExportRuntime>,
+    ) -> Self {
+        Self {
+            signal,
+            destination,
+            transport,
+            timeout,
+            max_request_bytes: MAX_REQUEST_BYTES,
+            runtime,
+        }
+    }
+
+    /// Sends `request` as parts under the size limit, one after another within one export
+    /// timeout, and counts each part's items as exported, rejected or failed.
+    async fn deliver<M: Message>(&self, request: M) -> OTelSdkResult {
+        let started = Instant::now();
+        let limit = self
+            .runtime
+            .effective_timeout(self.timeout)
+            .unwrap_or(Duration::MAX);
+        let deadline = started.checked_add(limit);
+        let split = request.split(self.max_request_bytes);
+        if split.cut > 0 {
+            self.say_cut(split.cut);
+        }
+        let mut first_error = None;
+        for (part, items) in split.parts {
+            let in_flight = &COUNTERS.signal(self.signal).in_flight;
+            in_flight.fetch_add(items, Relaxed);
+            let outcome = self.send(part, deadline, limit).await;
+            in_flight.fetch_sub(items, Relaxed);
+            match outcome {
+                Ok(response) => {
+                    let (rejected, why) = M::rejected(&response);
+                    self.settle_delivered(items, rejected, why);
+                }
+                Err(failure) => {
+                    self.settle_failed(items, &failure);
+                    first_error.get_or_insert(failure);
+                }
+            }
+        }
+        match first_error {
+            None => Ok(()),
+            Some(Failure::Timeout(d)) => Err(OTelSdkError::Timeout(d)),
+            Some(f) => Err(OTelSdkError::InternalFailure(f.to_string())),
+        }
+    }
+
+    /// One request, with its retries.
+    async fn send<M: Message>(
+        &self,
+        request: M,
+        deadline: Option<Instant>,
+        limit: Duration,
+    ) -> Result<M::Response, Failure> {
+        let body = match &self.transport {
+            #[cfg(feature = "http")]
+            Transport::Http(http) => Some(http.body(&request)?),
+            #[allow(unreachable_patterns)]
+            _ => None,
+        };
+        let mut backoff = FIRST_BACKOFF;
+        let mut retries = 0;
+        loop {
+            let left = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            if left.is_zero() {
+                return Err(Failure::Timeout(limit));
+            }
+            let attempt = self.attempt(&request, body.as_ref(), left);
+            let attempt = match tokio::time::timeout(left, self.watch_slow(attempt, limit)).await {
+                Ok(attempt) => attempt,
+                Err(_) => return Err(Failure::Timeout(limit)),
+            };
+            let (failure, hint) = match attempt {
+                Attempt::Delivered(response) => return Ok(response),
+                Attempt::Failed {
+                    failure,
+                    retry: None,
+                } => return Err(failure),
+                Attempt::Failed {
+                    failure,
+                    retry: Some(hint),
+                } => (failure, hint),
+            };
+            if retries >= MAX_RETRIES {
+                return Err(failure);
+            }
+            // The destination's own delay wins over the backoff (OTLP "Throttling").
+            let wait = hint.unwrap_or_else(|| backoff + jitter(backoff / 2));
+            let left = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            if wait >= left {
+                // Waiting would outlast the export timeout: give up now, with the real cause.
+                return Err(failure);
+            }
+            self.say_failing_early(&failure);
+            tokio::time::sleep(wait).await;
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            retries += 1;
+        }
+    }
+
+    async fn attempt<M: Message>(
+        &self,
+        request: &M,
+        body: Option<&bytes::Bytes>,
+        left: Duration,
+    ) -> Attempt<M::Response> {
+        match &self.transport {
+            #[cfg(feature = "grpc")]
+            Transport::Grpc(grpc) => {
+                let _ = body;
+                grpc.attempt(request.clone(), left).await
+            }
+            #[cfg(feature = "http")]
+            Transport::Http(http) => {
+                let _ = request;
+                match body {
+                    Some(body) => http.attempt::<M>(body.clone(), left).await,
+                    None => Attempt::Failed {
+                        failure: Failure::Rejected("no request body".to_owned()),
+                        retry: None,
+                    },
+                }
+            }
+        }
+    }
+
+    /// Awaits `attempt`; if it has not answered after [`SLOW_ANSWER`], says so once per outage
+    /// (a hung collector would otherwise go unreported for the whole export timeout).
+    async fn watch_slow<R>(&self, attempt: impl Future<Output = R>, limit: Duration) -> R {
+        tokio::pin!(attempt);
+        tokio::select! {
+            done = &mut attempt => return done,
+            () = tokio::time::sleep(SLOW_ANSWER) => {}
+        }
+        if COUNTERS.announce(self.signal) {
+            tracing::warn!(
+                target: "lookout::export",
+                signal = %self.signal,
+                destination = %self.destination,
+                "the destination has not answered an export of {} for {:?}; waiting up to the export timeout ({:?}). \
+                 Meanwhile {} queue up, and are dropped (counted in lookout::stats()) when the queue is full",
+                self.signal,
+                SLOW_ANSWER,
+                limit,
+                self.signal,
+            );
+        }
+        attempt.await
+    }
+
+    /// The first failed attempt of an outage is said at once, with its cause, before the retries.
+    fn say_failing_early(&self, failure: &Failure) {
+        if COUNTERS.announce(self.signal) {
+            tracing::warn!(
+                target: "lookout::export",
+                signal = %self.signal,
+                destination = %self.destination,
+                error = %failure,
+                "exporting {} failed ({failure}); retrying within the export timeout. Data that cannot be sent is dropped and counted in lookout::stats()",
+                self.signal,
+            );
+        }
+    }
+
+    fn settle_delivered(&self, items: u64, rejected: u64, why: String) {
+        let rejected = rejected.min(items);
+        if rejected > 0 {
+            COUNTERS.record_rejected(self.signal, rejected, true, why.clone());
+            tracing::warn!(
+                target: "lookout::export",
+                signal = %self.signal,
+                destination = %self.destination,
+                rejected,
+                "the destination took an export of {items} {} but rejected {rejected} of them: {why}",
+                self.signal,
+            );
+        }
+        if COUNTERS.record_export(self.signal, items - rejected, None) == Transition::Recovered {
+            tracing::info!(
+                target: "lookout::export",
+                signal = %self.signal,
+                destination = %self.destination,
+                "exporting {} works again",
+                self.signal,
+            );
+        }
+    }
+
+    fn settle_failed(&self, items: u64, failure: &Failure) {
+        if let Failure::Rejected(why) = failure {
+            COUNTERS.record_rejected(self.signal, items, false, why.clone());
+        }
+        let message = failure.to_string();
+        if COUNTERS.record_export(self.signal, items, Some(message)) == Transition::StartedFailing {
+            let advice = match failure {
+                Failure::Rejected(_) => "the destination refuses this data; its reason is above",
+                Failure::Timeout(_) => {
+                    "the destination does not answer in time: is it overloaded, or hung?"
+                }
+                Failure::Unreachable(_) => "check that the destination runs at that address",
+                Failure::Unavailable(_) => "the destination is overloaded or restarting",
+            };
+            tracing::warn!(
+                target: "lookout::export",
+                signal = %self.signal,
+                destination = %self.destination,
+                error = %failure,
+                "exporting {} failed ({failure}): {advice}. Data that cannot be sent is dropped and counted in lookout::stats()",
+                self.signal,
+            );
+        }
+    }
+
+    fn say_cut(&self, cut: u64) {
+        tracing::warn!(
+            target: "lookout::export",
+            signal = %self.signal,
+            cut,
+            "{cut} {} were too large for one export request ({} bytes) and had their longest values cut to fit",
+            self.signal,
+            self.max_request_bytes,
+        );
+    }
+}
+
+/// Connecting may take at most this: the export timeout, at most 10 s.
+fn connect_timeout(timeout: Duration) -> Duration {
+    if timeout.is_zero() {
+        Duration::from_secs(10)
+    } else {
+        timeout.min(Duration::from_secs(10))
+    }
+}
+
+/// An error and its sources, joined with ": ", repeats left out.
+fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
+/// The configured headers; an error names a bad header, never its value (values are secrets).
+fn header_map(s: &crate::config::OtlpSettings) -> Result<::http::HeaderMap, String> {
+    let mut headers = ::http::HeaderMap::new();
+    for (name, value) in &s.headers {
+        let name = ::http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes())
+            .map_err(|_| format!("header name {name:?} is not valid"))?;
+        let value = ::http::HeaderValue::from_str(value).map_err(|_| {
+            format!("the value of header {name} has characters a header cannot carry")
+        })?;
+        headers.append(name, value);
+    }
+    Ok(headers)
+}
+
+/// Up to `max`, from the clock's low bits: enough to spread retries of several processes.
+fn jitter(max: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let max_ms = max.as_millis().max(1) as u64;
+    Duration::from_millis(u64::from(nanos) % max_ms)
+}
+
+/// Spans to OTLP.
+#[derive(Debug)]
+pub(crate) struct OtlpSpans {
+    client: Arc<Client>,
+    resource: Resource,
+}
+
+impl OtlpSpans {
+    pub(crate) fn new(client: Client) -> Self {
+        Self {
+            client: Arc::new(client),
+            resource: Resource::builder_empty().build(),
+        }
+    }
+}
+
+impl SpanExporter for OtlpSpans {
+    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        let resource = ResourceAttributesWithSchema::from(&self.resource);
+        let request = ExportTraceServiceRequest {
+            resource_spans:
+                opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope(
+                    batch, &resource,
+                ),
+        };
+        let client = self.client.clone();
+        self.client
+            .runtime
+            .enter(async move { client.deliver(request).await })
+    }
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.resource = resource.clone();
+    }
+}
+
+/// Log records to OTLP.
+#[derive(Debug)]
+pub(crate) struct OtlpLogs {
+    client: Arc<Client>,
+    resource: Resource,
+}
+
+impl OtlpLogs {
+    pub(crate) fn new(client: Client) -> Self {
+        Self {
+            client: Arc::new(client),
+            resource: Resource::builder_empty().build(),
+        }
+    }
+}
+
+impl LogExporter for OtlpLogs {
+    fn export(&self, batch: LogBatch<'_>) -> impl Future<Output = OTelSdkResult> + Send {
+        let resource = ResourceAttributesWithSchema::from(&self.resource);
+        let request = ExportLogsServiceRequest {
+            resource_logs:
+                opentelemetry_proto::transform::logs::tonic::group_logs_by_resource_and_scope(
+                    &batch, &resource,
+                ),
+        };
+        let client = self.client.clone();
+        self.client
+            .runtime
+            .enter(async move { client.deliver(request).await })
+    }
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.resource = resource.clone();
+    }
+}
+
+/// Metric data points to OTLP.
+#[derive(Debug)]
+pub(crate) struct OtlpMetrics {
+    client: Arc<Client>,
+    temporality: Temporality,
+}
+
+impl OtlpMetrics {
+    pub(crate) fn new(client: Client, temporality: Temporality) -> Self {
+        Self {
+            client: Arc::new(client),
+            temporality,
+        }
+    }
+}
+
+impl PushMetricExporter for OtlpMetrics {
+    fn export(&self, metrics: &ResourceMetrics) -> impl Future<Output = OTelSdkResult> + Send {
+        let request = ExportMetricsServiceRequest::from(metrics);
+        let client = self.client.clone();
+        self.client
+            .runtime
+            .enter(async move { client.deliver(request).await })
+    }
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+    fn temporality(&self) -> Temporality {
+        self.temporality
+    }
+}
