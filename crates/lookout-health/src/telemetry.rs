@@ -59,20 +59,30 @@ impl Telemetry {
             .with_unit("1")
             .with_description("1 for the check's current status, 0 for the others")
             .with_callback(move |observer| {
-                let Some(inner) = inner.upgrade() else {
-                    return;
-                };
-                for entry in inner.entries() {
-                    let current = entry.status();
-                    for s in Status::ALL {
-                        observer.observe(
-                            u64::from(s == current),
-                            &[
-                                KeyValue::new(CHECK_NAME, entry.check.name.clone()),
-                                KeyValue::new(STATUS, lower(s)),
-                            ],
-                        );
+                // A panic here must not poison the SDK's metric pipeline (and with it every
+                // metric of the process): it is caught, and this collection goes without it.
+                let observed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    let Some(inner) = inner.upgrade() else {
+                        return;
+                    };
+                    for entry in inner.entries() {
+                        let current = entry.status();
+                        for s in Status::ALL {
+                            observer.observe(
+                                u64::from(s == current),
+                                &[
+                                    KeyValue::new(CHECK_NAME, entry.check.name.clone()),
+                                    KeyValue::new(STATUS, lower(s)),
+                                ],
+                            );
+                        }
                     }
+                }));
+                if observed.is_err() {
+                    tracing::warn!(
+                        target: "lookout_health",
+                        "observing health.check.status panicked; left out of this collection"
+                    );
                 }
             })
             .build();

@@ -479,7 +479,7 @@ impl Telemetry {
                 deadline: self.shutdown_timeout,
                 report,
             })
-        } else if report.lost() > 0 {
+        } else if report.anything_lost() {
             Err(ShutdownError::DataLost { report })
         } else {
             Ok(report)
@@ -519,6 +519,11 @@ pub struct ShutdownReport {
     pub logs: SignalReport,
     /// How long shutdown took.
     pub elapsed: Duration,
+    /// Why metrics stopped being collected, when an observable callback registered on the SDK
+    /// directly panicked and poisoned its pipeline ([`crate::metrics::poisoned`]): every metric
+    /// since then is lost, in numbers no one can count. Shutdown then returns
+    /// [`crate::ShutdownError::DataLost`].
+    pub metrics_poisoned: Option<String>,
 }
 
 impl ShutdownReport {
@@ -538,7 +543,13 @@ impl ShutdownReport {
             },
             logs: queued(stats.logs),
             elapsed,
+            metrics_poisoned: crate::metrics::poisoned(),
         }
+    }
+
+    /// Whether anything was lost: items, or metrics to a poisoned pipeline.
+    pub fn anything_lost(&self) -> bool {
+        self.lost() > 0 || self.metrics_poisoned.is_some()
     }
 
     /// Items lost over all signals.
@@ -562,6 +573,9 @@ impl fmt::Display for ShutdownReport {
             let r = self.signal(*signal);
             let sep = if i == 0 { "" } else { "; " };
             write!(f, "{sep}{signal}: {} exported, {} lost", r.exported, r.lost)?;
+            if *signal == Signal::Metrics && self.metrics_poisoned.is_some() {
+                write!(f, " and every metric since the SDK's pipeline was poisoned")?;
+            }
         }
         write!(f, " (in {} ms)", self.elapsed.as_millis())
     }

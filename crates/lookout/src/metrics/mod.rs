@@ -8,6 +8,7 @@
 //! delta temporality a second, cumulative reader is registered (each measurement then updates two
 //! aggregations).
 
+mod guarded;
 pub(crate) mod measure;
 mod operations;
 mod pipeline;
@@ -116,7 +117,10 @@ fn poison(cause: &str) -> opentelemetry_sdk::error::OTelSdkError {
     let mut slot = POISONED.lock().unwrap_or_else(|e| e.into_inner());
     let why = slot.get_or_insert_with(|| {
         format!(
-            "{cause}; the OpenTelemetry SDK's metric pipeline is poisoned and collects nothing              more: no metric will be exported or scraped until the process restarts. Register              observable callbacks through lookout::metrics::contained to keep a panic in one from              taking all metrics down"
+            "{cause}; the OpenTelemetry SDK's metric pipeline is poisoned and collects nothing \
+             more: no metric will be exported or scraped until the process restarts. Register \
+             observable callbacks through lookout's global meter or lookout::metrics::contained \
+             to keep a panic in one from taking all metrics down"
         )
     });
     let message = why.clone();
@@ -157,14 +161,26 @@ where
     F: Fn(&dyn opentelemetry::metrics::AsyncInstrument<T>) + Send + Sync + 'static,
 {
     let warned = std::sync::atomic::AtomicBool::new(false);
-    move |observer| {
-        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(observer)));
-        if caught.is_err() && !warned.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            tracing::warn!(
-                target: "lookout",
-                "the callback of the observable instrument {name} panicked; its values are left                  out of this and every collection in which it panics (said once)"
-            );
-        }
+    move |observer| run_contained(name, &warned, || callback(observer))
+}
+
+/// Runs a callback, catching a panic; the first one is said in a WARN naming the instrument.
+pub(crate) fn run_contained(name: &str, warned: &std::sync::atomic::AtomicBool, f: impl FnOnce()) {
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    if let Err(panic) = caught
+        && !warned.swap(true, std::sync::atomic::Ordering::Relaxed)
+    {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        tracing::warn!(
+            target: "lookout",
+            instrument = %name,
+            "the callback of the observable instrument {name} panicked ({what}); its values are \
+             left out of this and every collection in which it panics (said once)"
+        );
     }
 }
 
@@ -307,7 +323,9 @@ impl Metrics {
     /// functions and [`timer`] record into it from their next call on.
     /// [`crate::init`] does this itself.
     pub fn install(&self) {
-        opentelemetry::global::set_meter_provider(self.provider.clone());
+        // The SDK's provider, with every observable callback registered through the global
+        // meter kept from poisoning it (see `guarded`).
+        opentelemetry::global::set_meter_provider(guarded::GuardedProvider(self.provider.clone()));
         *GLOBAL.write().unwrap_or_else(|e| e.into_inner()) = Some(self.clone());
         GENERATION.fetch_add(1, Ordering::Release);
     }
