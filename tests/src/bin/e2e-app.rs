@@ -15,7 +15,8 @@ use tracing::{info, info_span, warn};
 
 fn main() {
     // Like `#[tokio::main]`: the whole program, init and shutdown included, runs inside the
-    // runtime when one is asked for.
+    // runtime when one is asked for. `ended`: init and the work run inside a runtime that is then
+    // shut down; telemetry is shut down after it, outside any runtime.
     match std::env::var("E2E_RUNTIME").as_deref() {
         Ok("current") => tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -27,11 +28,27 @@ fn main() {
             .build()
             .expect("runtime")
             .block_on(async { program() }),
+        Ok("ended") => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            let telemetry = runtime.block_on(async { start_and_work() });
+            drop(runtime);
+            println!("RUNTIME_ENDED");
+            finish(telemetry);
+        }
         _ => program(),
     }
 }
 
 fn program() {
+    let telemetry = start_and_work();
+    finish(telemetry);
+}
+
+/// Starts telemetry and runs the scenario.
+fn start_and_work() -> lookout::Telemetry {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let scenario = args.first().map(String::as_str).unwrap_or("tree");
 
@@ -88,6 +105,16 @@ fn program() {
         "propagate" => propagate(),
         "measured" => measured_calls(),
         other => println!("UNKNOWN_SCENARIO {other}"),
+    }
+    telemetry
+}
+
+/// Ends the program as configured: `E2E_EXIT` (std::process::exit, no destructors),
+/// `E2E_DROP_GUARD` (the guard dropped without shutdown), else shutdown and its report.
+fn finish(telemetry: lookout::Telemetry) {
+    if std::env::var_os("E2E_EXIT").is_some() {
+        println!("EXITING");
+        std::process::exit(0);
     }
 
     if std::env::var_os("E2E_DROP_GUARD").is_some() {
