@@ -33,6 +33,28 @@ pub mod __private {
     pub use crate::metrics::measure::{Callsite, Guard, IsResult, NotResult, Outcome, Probe};
 }
 
+/// Entry points of the parsers of outside input, for the fuzz targets in `fuzz/`; not a public
+/// API.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// `OTEL_RESOURCE_ATTRIBUTES` / `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,...`,
+    /// percent-decoded), then each pair as an HTTP header the way the OTLP clients build them.
+    /// Returns the pairs and how many could be headers.
+    pub fn key_values(text: &str) -> (Vec<(String, String)>, usize) {
+        let source = crate::config::EnvSource::Map(Default::default());
+        let mut reader = crate::config::EnvReader::new(&source);
+        let pairs = crate::config::parse_key_values(&mut reader, "OTEL_RESOURCE_ATTRIBUTES", text);
+        let headers = pairs
+            .iter()
+            .filter(|(k, v)| {
+                ::http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()).is_ok()
+                    && ::http::HeaderValue::from_str(v).is_ok()
+            })
+            .count();
+        (pairs, headers)
+    }
+}
+
 // The exact versions lookout is built with, so users never mix incompatible ones.
 pub use opentelemetry;
 pub use opentelemetry_appender_tracing;
