@@ -12,6 +12,7 @@ mod resource;
 mod stats;
 mod telemetry;
 mod u64_fields;
+mod w3c;
 
 pub use admin_addr::{AdminAddrError, DEFAULT_ADMIN_ADDR, admin_addr};
 pub use config::{

@@ -1,5 +1,6 @@
-//! `OTEL_PROPAGATORS`: W3C trace context and baggage from the SDK, B3 and Jaeger here (no crate
-//! offers them for opentelemetry 0.33). Extraction never fails: a malformed header is ignored.
+//! `OTEL_PROPAGATORS`: W3C trace context (lookout's own, `crate::w3c`), W3C baggage (the SDK's,
+//! fed every `baggage` line), B3 and Jaeger here (no crate offers them for opentelemetry 0.33).
+//! Extraction never fails: a malformed header is ignored.
 
 use opentelemetry::Context;
 use opentelemetry::propagation::{
@@ -7,7 +8,7 @@ use opentelemetry::propagation::{
     text_map_propagator::FieldIter,
 };
 use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::propagation::BaggagePropagator;
 
 use crate::config::Propagator;
 
@@ -30,10 +31,8 @@ pub(crate) fn composite(list: &[Propagator]) -> TextMapCompositePropagator {
         .iter()
         .map(|p| -> Box<dyn TextMapPropagator + Send + Sync> {
             match p {
-                Propagator::TraceContext => {
-                    Box::new(StrictTraceContext(TraceContextPropagator::new()))
-                }
-                Propagator::Baggage => Box::new(BaggagePropagator::new()),
+                Propagator::TraceContext => Box::new(crate::w3c::TraceContext::new()),
+                Propagator::Baggage => Box::new(AllBaggageLines(BaggagePropagator::new())),
                 Propagator::B3 => Box::new(B3 { multi: false }),
                 Propagator::B3Multi => Box::new(B3 { multi: true }),
                 Propagator::Jaeger => Box::new(Jaeger),
@@ -43,101 +42,56 @@ pub(crate) fn composite(list: &[Propagator]) -> TextMapCompositePropagator {
     TextMapCompositePropagator::new(propagators)
 }
 
-/// The SDK's W3C propagator behind a strict `traceparent` check: opentelemetry-rust 0.33 accepts
-/// `00-42-1-01`, `+`-prefixed ids and one-digit flags. An invalid header is ignored together with
-/// its `tracestate`, and a new trace starts.
+/// The SDK's W3C baggage propagator, given every `baggage` line as one list (HTTP list
+/// semantics; the SDK reads the first line only). Its limits (64 members, 8192 bytes) then count
+/// over all of them.
 #[derive(Debug)]
-struct StrictTraceContext(TraceContextPropagator);
+struct AllBaggageLines(BaggagePropagator);
 
-/// W3C Trace Context §3.2: version, trace-id, parent-id and flags, lowercase hex.
-fn valid_traceparent(header: &str) -> bool {
-    let lower_hex = |s: &str, len: usize| {
-        s.len() == len
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    let fields: Vec<&str> = header.trim().split('-').collect();
-    let [version, trace, parent, flags, ..] = *fields.as_slice() else {
-        return false;
-    };
-    let field_count_ok = if version == "00" {
-        fields.len() == 4
-    } else {
-        // Later versions may append fields; the first four keep their meaning.
-        fields.len() >= 4
-    };
-    field_count_ok
-        && lower_hex(version, 2)
-        && version != "ff"
-        && lower_hex(trace, 32)
-        && trace.bytes().any(|b| b != b'0')
-        && lower_hex(parent, 16)
-        && parent.bytes().any(|b| b != b'0')
-        && lower_hex(flags, 2)
+/// An extractor that answers `baggage` with all its lines joined by `,`.
+struct JoinedBaggage<'a> {
+    inner: &'a dyn Extractor,
+    joined: Option<String>,
 }
 
-/// Drops an empty `tracestate`, which the SDK writes and W3C says to omit.
-struct OmitEmptyTraceState<'a>(&'a mut dyn Injector);
-
-impl Injector for OmitEmptyTraceState<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        if !(key == "tracestate" && value.is_empty()) {
-            self.0.set(key, value);
+impl Extractor for JoinedBaggage<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        if key == "baggage" {
+            return self.joined.as_deref();
         }
+        self.inner.get(key)
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.inner.keys()
     }
 }
 
-impl TextMapPropagator for StrictTraceContext {
+impl TextMapPropagator for AllBaggageLines {
     fn inject_context(&self, cx: &Context, injector: &mut dyn Injector) {
-        self.0
-            .inject_context(cx, &mut OmitEmptyTraceState(injector));
+        self.0.inject_context(cx, injector);
     }
 
     fn extract_with_context(&self, cx: &Context, extractor: &dyn Extractor) -> Context {
-        match extractor.get("traceparent") {
-            Some(header) if valid_traceparent(header) => {
-                limit_tracestate(self.0.extract_with_context(cx, extractor))
-            }
-            _ => cx.clone(),
-        }
+        let lines = extractor
+            .get_all("baggage")
+            .or_else(|| extractor.get("baggage").map(|v| vec![v]))
+            .unwrap_or_default();
+        let joined = lines
+            .iter()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(",");
+        let joined = JoinedBaggage {
+            inner: extractor,
+            joined: (!joined.is_empty()).then_some(joined),
+        };
+        self.0.extract_with_context(cx, &joined)
     }
 
     fn fields(&self) -> FieldIter<'_> {
         self.0.fields()
     }
-}
-
-/// The most tracestate characters propagated (W3C Trace Context §3.3.1.5 asks for at least 512).
-const TRACESTATE_MAX_LEN: usize = 512;
-/// Entries longer than this go first when the tracestate is too long.
-const TRACESTATE_LONG_ENTRY: usize = 128;
-
-/// Truncates an over-long tracestate the way W3C says: whole entries only, first those over 128
-/// characters, then from the right. opentelemetry-rust caps the entry count but not the length.
-fn limit_tracestate(cx: Context) -> Context {
-    let sc = cx.span().span_context().clone();
-    let header = sc.trace_state().header();
-    if header.len() <= TRACESTATE_MAX_LEN {
-        return cx;
-    }
-    let mut entries: Vec<&str> = header
-        .split(',')
-        .filter(|e| e.len() <= TRACESTATE_LONG_ENTRY)
-        .collect();
-    while !entries.is_empty()
-        && entries.iter().map(|e| e.len() + 1).sum::<usize>() - 1 > TRACESTATE_MAX_LEN
-    {
-        entries.pop();
-    }
-    let pairs = entries.iter().filter_map(|e| e.split_once('='));
-    let state = TraceState::from_key_value(pairs).unwrap_or_default();
-    cx.with_remote_span_context(SpanContext::new(
-        sc.trace_id(),
-        sc.span_id(),
-        sc.trace_flags(),
-        true,
-        state,
-    ))
 }
 
 fn trace_id(hex: &str) -> Option<TraceId> {
@@ -161,6 +115,10 @@ fn remote(cx: &Context, trace: TraceId, span: SpanId, sampled: bool) -> Context 
     };
     let sc = SpanContext::new(trace, span, flags, true, TraceState::default());
     cx.with_remote_span_context(sc)
+        .with_value(crate::w3c::RemoteOrigin {
+            trace_id: trace,
+            random: false,
+        })
 }
 
 /// Zipkin B3, single header (`b3`) or multiple (`X-B3-*`).
@@ -295,66 +253,29 @@ mod tests {
     }
 
     #[test]
-    fn traceparent_is_checked_strictly() {
-        let p = StrictTraceContext(TraceContextPropagator::new());
-        let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let sc = extract(&p, &[("traceparent", ok)]).expect("valid traceparent");
-        assert_eq!(sc.span_id().to_string(), "00f067aa0ba902b7");
-        assert!(
-            extract(
-                &p,
-                &[(
-                    "traceparent",
-                    "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what"
-                )]
-            )
-            .is_some()
-        );
-        for bad in [
-            "00-42-1-01",
-            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
-            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
-            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
-        ] {
-            assert!(
-                extract(&p, &[("traceparent", bad), ("tracestate", "a=b")]).is_none(),
-                "{bad}"
-            );
+    fn baggage_lines_are_one_list_with_the_limits_over_all_of_them() {
+        use opentelemetry::baggage::BaggageExt;
+        struct Lines(Vec<String>);
+        impl Extractor for Lines {
+            fn get(&self, key: &str) -> Option<&str> {
+                (key == "baggage")
+                    .then(|| self.0.first().map(String::as_str))
+                    .flatten()
+            }
+            fn keys(&self) -> Vec<&str> {
+                vec!["baggage"]
+            }
+            fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+                (key == "baggage").then(|| self.0.iter().map(String::as_str).collect())
+            }
         }
-    }
-
-    #[test]
-    fn long_tracestate_is_truncated_by_whole_entries() {
-        let p = StrictTraceContext(TraceContextPropagator::new());
-        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let long = format!("big={}", "x".repeat(200));
-        // 31 entries of 20 characters (641 with commas) and one over 128.
-        let mut entries: Vec<String> = (0..31)
-            .map(|i| format!("k{i:02}={}", "v".repeat(16)))
-            .collect();
-        entries.insert(3, long);
-        let header = entries.join(",");
-        let sc = extract(&p, &[("traceparent", tp), ("tracestate", &header)]).expect("valid");
-        let kept = sc.trace_state().header();
-        assert!(kept.len() <= 512, "{}", kept.len());
-        assert!(
-            !kept.contains("big="),
-            "the entry over 128 characters goes first"
-        );
-        assert!(
-            kept.starts_with("k00="),
-            "entries are dropped from the right: {kept}"
-        );
-        assert!(
-            kept.split(',').all(|e| e.len() == 20),
-            "only whole entries: {kept}"
-        );
-        let short = extract(&p, &[("traceparent", tp), ("tracestate", "a=1,b=2")]).expect("valid");
-        assert_eq!(short.trace_state().header(), "a=1,b=2");
+        let p = AllBaggageLines(BaggagePropagator::new());
+        let lines: Vec<String> = (0..90).map(|i| format!("k{i}=v{i}")).collect();
+        let cx = p.extract(&Lines(lines[..3].to_vec()));
+        assert_eq!(cx.baggage().len(), 3, "three lines, three entries");
+        let cx = p.extract(&Lines(lines));
+        assert!(cx.baggage().len() <= 64, "{}", cx.baggage().len());
+        assert!(!cx.baggage().is_empty());
     }
 
     #[test]
