@@ -36,6 +36,7 @@
 //! # Ok(()) }
 //! ```
 
+mod auth;
 pub mod prometheus;
 mod routes;
 mod serve;
@@ -48,6 +49,7 @@ use axum::Router;
 use lookout::metrics::{Baseline, Metrics};
 use tokio::sync::watch;
 
+pub use auth::{bearer_matches, bearer_token};
 pub use prometheus::Format;
 pub use serve::{ServeOptions, Stopped, serve};
 

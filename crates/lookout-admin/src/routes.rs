@@ -400,24 +400,11 @@ async fn health(State(admin): State<Admin>, req: Request) -> Response {
     forward_health(admin, "/health", req).await
 }
 
-/// Equal without an early exit on the first difference.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn reset(State(admin): State<Admin>, headers: HeaderMap) -> Response {
     let Some(token) = admin.inner.reset_token.as_deref() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
-    if !given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
+    if !crate::auth::bearer_matches(&headers, token) {
         let mut r = json_response(
             StatusCode::UNAUTHORIZED,
             &json!({"error": "reset needs Authorization: Bearer <the admin reset token>"}),

@@ -271,6 +271,27 @@ async fn monitoring_json_reset_and_health() {
         10,
         "not reset by a refused request"
     );
+    let upper = http
+        .post(format!("{base}/monitoring/reset"))
+        .header("authorization", "BEARER wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upper.status(), 401);
+    assert_eq!(
+        get("/monitoring/operation?name=quote").await.1["calls"],
+        10,
+        "not reset by a refused request"
+    );
+    // The scheme is case-insensitive (RFC 9110).
+    let upper = http
+        .post(format!("{base}/monitoring/reset"))
+        .header("authorization", "BEARER s3cret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(upper.status(), 200);
+    quote(3);
     assert_eq!(post(Some("s3cret")).await.unwrap().status(), 200);
     assert_eq!(get("/monitoring/operation?name=quote").await.1["calls"], 0);
     quote(1);
@@ -290,7 +311,7 @@ async fn monitoring_json_reset_and_health() {
     assert!(
         text.lines().any(|l| l.starts_with("function_calls_total{")
             && l.contains("function=\"quote\"")
-            && l.ends_with(" 12")),
+            && l.ends_with(" 13")),
         "{text}"
     );
 

@@ -182,12 +182,9 @@ fn admin_options() -> HttpOptions {
     HttpOptions::default()
         .show_details(ShowDetails::WhenAuthorized)
         .authorizer(move |parts| {
-            let given = parts
-                .headers
-                .get(axum::http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "));
-            matches!((&token, given), (Some(t), Some(g)) if t == g)
+            token
+                .as_deref()
+                .is_some_and(|t| lookout_admin::bearer_matches(&parts.headers, t))
         })
 }
 
