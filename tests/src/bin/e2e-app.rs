@@ -56,6 +56,7 @@ fn start_and_work() -> lookout::Telemetry {
         Ok(t) => t,
         Err(e) => {
             println!("INIT_ERROR {e}");
+            println!("INIT_ERROR_DEBUG {e:?}");
             std::process::exit(2);
         }
     };

@@ -447,6 +447,9 @@ impl Settings {
             .unwrap_or(crate::metrics::DEFAULT_CARDINALITY_LIMIT);
 
         if !problems.is_empty() {
+            // The same problem found for each signal is said once.
+            let mut seen = std::collections::HashSet::new();
+            problems.retain(|p| seen.insert(p.clone()));
             return Err(InitError::InvalidConfig { problems });
         }
 

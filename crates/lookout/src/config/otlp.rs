@@ -268,10 +268,22 @@ pub(crate) fn resolve_otlp(
     for (k, v) in general.headers.iter().chain(&specific.headers) {
         set_header(&mut headers, k.clone(), v.clone());
     }
-    for (name, _) in &headers {
-        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+    // Neither a bad name nor a value is ever shown: a malformed entry such as
+    // `Authorization:Basic SECRET==` puts the secret into the name.
+    for (index, (name, value)) in headers.iter().enumerate() {
+        if http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).is_err() {
             problems.push(format!(
-                "OTLP header name {name:?} is not a valid HTTP header name"
+                "OTLP header {} (OTEL_EXPORTER_OTLP_HEADERS or the builder) has a name that is not a \
+                 valid HTTP header name; it is not shown, as it may hold a secret. Headers are \
+                 `name=value` pairs separated by commas, values percent-encoded, such as \
+                 `authorization=Basic%20...`",
+                index + 1
+            ));
+        } else if http::HeaderValue::from_str(value).is_err() {
+            problems.push(format!(
+                "the value of OTLP header {} has characters a header cannot carry (a line break or \
+                 another control character, perhaps a percent-encoded %0A); the value is not shown",
+                name.to_ascii_lowercase()
             ));
         }
     }
