@@ -159,7 +159,12 @@ impl Route {
 
     /// The default span name: `{method} {route}`, or the method alone with no route.
     pub(crate) fn span_name(&self, method: HttpMethod) -> Cow<'static, str> {
-        let name = method.as_str();
+        // An unknown method names the span `HTTP` (semantic conventions), not `_OTHER`.
+        let name = if method == HttpMethod::OTHER {
+            "HTTP"
+        } else {
+            method.as_str()
+        };
         if self.template.is_empty() {
             return Cow::Borrowed(name);
         }

@@ -92,7 +92,9 @@ async fn a_request_with_traceparent_continues_that_trace() {
     let capture = Capture::start();
     let addr = serve(app(&capture)).await;
     let resp = client()
-        .get(format!("http://{addr}/orders/42?x=1"))
+        .get(format!(
+            "http://{addr}/orders/42?x=1&token=t0p&Access_Token=a"
+        ))
         .header(
             "traceparent",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
@@ -119,6 +121,16 @@ async fn a_request_with_traceparent_continues_that_trace() {
     assert_eq!(attr(s, "url.path").as_deref(), Some("/orders/42"));
     assert_eq!(attr(s, "url.scheme").as_deref(), Some("http"));
     assert_eq!(attr(s, "server.address").as_deref(), Some("127.0.0.1"));
+    assert_eq!(
+        attr(s, "server.port"),
+        Some(addr.port().to_string()),
+        "from the Host header"
+    );
+    assert_eq!(
+        attr(s, "url.query").as_deref(),
+        Some("x=1&token=REDACTED&Access_Token=REDACTED"),
+        "recorded, with credentials redacted"
+    );
     assert_eq!(attr(s, "network.protocol.version").as_deref(), Some("1.1"));
     assert_eq!(attr(s, "user_agent.original").as_deref(), Some("probe/1.0"));
     assert_eq!(attr(s, "http.response.status_code").as_deref(), Some("200"));
@@ -348,12 +360,44 @@ async fn unknown_methods_are_recorded_as_other() {
         .expect("request");
     router.oneshot(req).await.expect("response");
     let s = &server_spans(&capture)[0];
-    assert_eq!(s.name, "_OTHER /cache");
+    assert_eq!(
+        s.name, "HTTP /cache",
+        "semantic conventions: HTTP for an unknown method"
+    );
     assert_eq!(attr(s, "http.request.method").as_deref(), Some("_OTHER"));
     assert_eq!(
         attr(s, "http.request.method_original").as_deref(),
         Some("PURGE")
     );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn an_ipv6_host_is_parsed_as_an_authority() {
+    let capture = Capture::start();
+    let router = Router::new().route("/", get(|| async { "ok" })).layer(
+        HttpServerLayer::with_meter(capture.meter("lookout-tower"))
+            .tracer(capture.tracer("lookout-tower")),
+    );
+    for (host, address, port) in [
+        ("[::1]", "::1", None),
+        ("[::1]:8443", "::1", Some("8443")),
+        ("example.com", "example.com", None),
+    ] {
+        let req = axum::http::Request::builder()
+            .uri("/")
+            .header("host", host)
+            .body(axum::body::Body::empty())
+            .expect("request");
+        router.clone().oneshot(req).await.expect("response");
+        let spans = server_spans(&capture);
+        let s = spans.last().expect("a span");
+        assert_eq!(
+            attr(s, "server.address").as_deref(),
+            Some(address),
+            "{host}"
+        );
+        assert_eq!(attr(s, "server.port").as_deref(), port, "{host}");
+    }
 }
 
 /// A 60 kB path and user agent are recorded cut to the request attribute limit (2048 characters

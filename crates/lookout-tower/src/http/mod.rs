@@ -33,7 +33,7 @@ impl HttpMethod {
     /// The method when it is one of the registered ones, else `_OTHER` (the original goes to
     /// `http.request.method_original`).
     pub(crate) fn of(method: &Method) -> HttpMethod {
-        HttpMethod(match *method {
+        let m = HttpMethod(match *method {
             Method::GET => 0,
             Method::POST => 1,
             Method::PUT => 2,
@@ -44,7 +44,12 @@ impl HttpMethod {
             Method::CONNECT => 7,
             Method::TRACE => 8,
             _ => return HttpMethod::OTHER,
-        })
+        });
+        // `OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS` narrows the list: others are `_OTHER`.
+        match known_methods() {
+            Some(known) if !known.contains(&m.0) => HttpMethod::OTHER,
+            _ => m,
+        }
     }
 
     /// The attribute value.
@@ -56,6 +61,71 @@ impl HttpMethod {
     pub(crate) fn index(self) -> usize {
         usize::from(self.0)
     }
+}
+
+/// `OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS` (comma-separated, case-sensitive), read once: the
+/// registered methods it lists, as indexes in [`METHODS`]. `None` when unset: all of them. A method
+/// it lists that is not one of the nine registered ones is reported as `_OTHER` still (with
+/// `http.request.method_original`), so that metric series stay bounded.
+fn known_methods() -> Option<&'static [u8]> {
+    static KNOWN: std::sync::OnceLock<Option<Vec<u8>>> = std::sync::OnceLock::new();
+    KNOWN
+        .get_or_init(|| {
+            let list = std::env::var("OTEL_INSTRUMENTATION_HTTP_KNOWN_METHODS").ok()?;
+            Some(
+                list.split(',')
+                    .filter_map(|m| METHODS[..9].iter().position(|k| *k == m.trim()))
+                    .filter_map(|i| u8::try_from(i).ok())
+                    .collect(),
+            )
+        })
+        .as_deref()
+}
+
+/// `server.address` and `server.port` from an authority (`host`, `host:port`, `[v6]:port`), as
+/// `http::uri::Authority` parses it; `None` when it does not parse.
+pub(crate) fn host_and_port(authority: &str) -> Option<(String, Option<u16>)> {
+    let a: http::uri::Authority = authority.trim().parse().ok()?;
+    let host = a.host();
+    // IPv6 literals are recorded without their brackets.
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    (!host.is_empty()).then(|| (host.to_owned(), a.port_u16()))
+}
+
+/// Query parameters whose values are secrets: the semantic conventions' list (`url.query`,
+/// `url.full`) and the usual credential names.
+const SENSITIVE_QUERY_KEYS: [&str; 11] = [
+    "awsaccesskeyid",
+    "signature",
+    "sig",
+    "x-goog-signature",
+    "token",
+    "access_token",
+    "api_key",
+    "key",
+    "password",
+    "session",
+    "code",
+];
+
+/// `url.query` with the values of sensitive parameters replaced by `REDACTED`.
+pub(crate) fn redacted_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _))
+                if SIGNED_QUERY_KEYS.contains(&k)
+                    || SENSITIVE_QUERY_KEYS.contains(&k.to_ascii_lowercase().as_str()) =>
+            {
+                format!("{k}=REDACTED")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// The `http.request.method` value of `method`.
@@ -182,14 +252,7 @@ pub(crate) fn redacted_url(url: &str) -> String {
     };
     if let Some(q) = query {
         out.push('?');
-        let parts: Vec<String> = q
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((k, _)) if SIGNED_QUERY_KEYS.contains(&k) => format!("{k}=REDACTED"),
-                _ => pair.to_owned(),
-            })
-            .collect();
-        out.push_str(&parts.join("&"));
+        out.push_str(&redacted_query(q));
     }
     out
 }
@@ -214,6 +277,34 @@ mod tests {
             "https://REDACTED:REDACTED@example.com:8443/a/b?X-Amz-Signature=REDACTED&x=1&sig=REDACTED"
         );
         assert_eq!(redacted_url("http://example.com"), "http://example.com");
+    }
+
+    #[test]
+    fn authorities_give_host_and_port() {
+        assert_eq!(
+            host_and_port("example.com:8080"),
+            Some(("example.com".into(), Some(8080)))
+        );
+        assert_eq!(
+            host_and_port("example.com"),
+            Some(("example.com".into(), None))
+        );
+        assert_eq!(host_and_port("[::1]"), Some(("::1".into(), None)));
+        assert_eq!(
+            host_and_port("[::1]:9000"),
+            Some(("::1".into(), Some(9000)))
+        );
+        assert_eq!(host_and_port("a b"), None);
+        assert_eq!(host_and_port(""), None);
+    }
+
+    #[test]
+    fn sensitive_query_values_are_redacted() {
+        assert_eq!(
+            redacted_query("q=shoes&token=abc&Access_Token=x&page=2&sig=s&code=123"),
+            "q=shoes&token=REDACTED&Access_Token=REDACTED&page=2&sig=REDACTED&code=REDACTED"
+        );
+        assert_eq!(redacted_query("flag&x="), "flag&x=");
     }
 
     #[test]

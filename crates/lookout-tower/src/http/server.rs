@@ -497,14 +497,32 @@ where
         ));
         attributes.push(KeyValue::new(semconv::URL_SCHEME, scheme));
         attributes.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, version));
-        let host = parts.uri.host().or_else(|| {
-            let h = parts.headers.get(http::header::HOST)?.to_str().ok()?;
-            Some(h.rsplit_once(':').map_or(h, |(host, _)| host))
-        });
-        if let Some(h) = host {
+        // The request target's authority (HTTP/2 `:authority`, absolute-form), else `Host`.
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(http::header::HOST)?
+                    .to_str()
+                    .ok()
+                    .map(str::to_owned)
+            });
+        if let Some((host, port)) = authority.as_deref().and_then(super::host_and_port) {
             attributes.push(KeyValue::new(
                 semconv::SERVER_ADDRESS,
-                super::bounded(h, limit),
+                super::bounded(&host, limit),
+            ));
+            if let Some(port) = port {
+                attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
+            }
+        }
+        if let Some(query) = parts.uri.query() {
+            attributes.push(KeyValue::new(
+                semconv::URL_QUERY,
+                super::bounded(&super::redacted_query(query), limit),
             ));
         }
         if let Some(ua) = parts
