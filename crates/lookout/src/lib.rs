@@ -8,6 +8,7 @@ mod export;
 mod limits;
 pub mod metrics;
 mod propagation;
+mod redact;
 mod resource;
 mod stats;
 mod telemetry;
@@ -22,6 +23,7 @@ pub use config::{
 pub use error::{InitError, ShutdownError};
 pub use metrics::{Timer, timer};
 pub use propagation::propagator;
+pub use redact::{REDACTED, Redaction};
 pub use stats::{LastError, SignalStats, Stats, stats};
 pub use telemetry::{ShutdownReport, SignalReport, Telemetry, TelemetryBuilder, init};
 

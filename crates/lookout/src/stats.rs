@@ -182,6 +182,7 @@ impl Counters {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .clone(),
+            redacted: crate::redact::REDACTED_COUNT.load(Relaxed),
         }
     }
 }
@@ -197,6 +198,9 @@ pub struct Stats {
     pub logs: SignalStats,
     /// The most recent export error of any signal.
     pub last_error: Option<LastError>,
+    /// Attribute values and log bodies redacted before export (a secret-looking key masked, or a
+    /// secret found in a value), since start-up.
+    pub redacted: u64,
 }
 
 /// Counters of one signal since start-up.

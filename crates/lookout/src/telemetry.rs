@@ -105,6 +105,14 @@ impl TelemetryBuilder {
         self
     }
 
+    /// How exported values are redacted (on by default; see [`crate::Redaction`]). Overrides
+    /// `LOOKOUT_REDACT`, `LOOKOUT_REDACT_KEYS`, `LOOKOUT_REDACT_ALLOW` and
+    /// `LOOKOUT_REDACT_EMAILS`.
+    pub fn redaction(mut self, redaction: crate::Redaction) -> Self {
+        self.o.redaction = Some(redaction);
+        self
+    }
+
     /// `service.name` (`OTEL_SERVICE_NAME`).
     pub fn service_name(mut self, name: impl Into<String>) -> Self {
         self.o.service_name = Some(name.into());

@@ -103,6 +103,7 @@ fn start_and_work() -> lookout::Telemetry {
                 info_span!("huge", payload = %"h".repeat(huge)).in_scope(|| {});
             }
         }
+        "secrets" => secrets(),
         "propagate" => propagate(),
         "measured" => measured_calls(),
         other => println!("UNKNOWN_SCENARIO {other}"),
@@ -265,4 +266,43 @@ fn tree() {
     drop(root);
     requests.add(3, &[KeyValue::new("route", "/checkout")]);
     latency.record(0.25, &[KeyValue::new("route", "/checkout")]);
+}
+
+/// Every kind of secret, planted in every signal: span attributes (as `#[instrument]` arguments
+/// would be), span events, log records (message and fields), metric attributes. Each secret
+/// holds `PLANTED` so a test can grep for any that got out.
+fn secrets() {
+    let card = "4111 1111 1111 1111"; // a test Visa number (Luhn-valid); "PLANTED" cannot be in it
+    let span = info_span!(
+        "login",
+        password = "PLANTED-hunter2",
+        api_key = "PLANTED-key-1",
+        user_email = "planted.alice@example.com",
+        note = "header was Bearer PLANTEDtoken123",
+        url.full = "https://bob:PLANTEDpw@api.example.com/x?token=PLANTEDt&page=2",
+        aws = "AKIAPLANTED000000000",
+    );
+    span.in_scope(|| {
+        info!(
+            session_id = "PLANTED-session",
+            "paid with card {card} using jwt eyJhbGciOiJIUzI1NiJ9.eyJQTEFOVEVEIjoxfQ.PLANTEDsig_123"
+        );
+        warn!(
+            authorization = "Basic PLANTEDdXNlcjpwYXNz",
+            upstream_header = "Basic PLANTEDdXNlcjpwYXNz",
+            "-----BEGIN PRIVATE KEY-----\nPLANTEDMIIEvQIBADANBg\n-----END PRIVATE KEY-----"
+        );
+    });
+    drop(span);
+    let meter = global::meter("e2e");
+    meter.u64_counter("e2e.logins").build().add(
+        1,
+        &[
+            KeyValue::new("api_key", "PLANTED-metric-key"),
+            KeyValue::new("route", "/login"),
+        ],
+    );
+    if let Some(m) = lookout::metrics::global() {
+        let _ = m.collect();
+    }
 }

@@ -108,6 +108,7 @@ mod tests {
             metrics: SignalStats::default(),
             logs: SignalStats::default(),
             last_error: None,
+            redacted: 0,
         }
     }
 
@@ -139,6 +140,7 @@ mod tests {
             traces: SignalStats::default(),
             metrics: SignalStats::default(),
             last_error: None,
+            redacted: 0,
         }
     }
 

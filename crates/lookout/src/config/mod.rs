@@ -206,6 +206,7 @@ pub(crate) struct Settings {
     pub(crate) temporality: TemporalityPreference,
     pub(crate) histogram_aggregation: HistogramAggregation,
     pub(crate) cardinality_limit: usize,
+    pub(crate) redaction: crate::redact::Redaction,
     pub(crate) process_metrics: bool,
     pub(crate) sampler: SamplerConfig,
     pub(crate) propagators: Vec<Propagator>,
@@ -257,6 +258,7 @@ pub(crate) struct Overrides {
     pub(crate) temporality: Option<TemporalityPreference>,
     pub(crate) histogram_aggregation: Option<HistogramAggregation>,
     pub(crate) cardinality_limit: Option<usize>,
+    pub(crate) redaction: Option<crate::redact::Redaction>,
     pub(crate) process_metrics: bool,
     pub(crate) sampler: Option<SamplerConfig>,
     pub(crate) propagators: Option<Vec<Propagator>>,
@@ -433,6 +435,39 @@ impl Settings {
             .or_else(|| env.millis("LOOKOUT_SHUTDOWN_TIMEOUT", Duration::from_secs(5), false))
             .unwrap_or(Duration::from_secs(5));
 
+        let redaction = o.redaction.clone().unwrap_or_else(|| {
+            let list = |env: &EnvReader<'_>, name: &str| -> Vec<String> {
+                env.raw(name)
+                    .map(|v| {
+                        v.split(',')
+                            .map(|k| k.trim().to_owned())
+                            .filter(|k| !k.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            let enabled = match env.raw("LOOKOUT_REDACT").as_deref().map(str::trim) {
+                None => true,
+                Some(v) if v.eq_ignore_ascii_case("on") || v.eq_ignore_ascii_case("true") => true,
+                Some(v) if v.eq_ignore_ascii_case("off") || v.eq_ignore_ascii_case("false") => {
+                    false
+                }
+                Some(v) => {
+                    env.warn(
+                        "LOOKOUT_REDACT",
+                        format!("{v:?} is not `on` or `off`; redaction stays on"),
+                    );
+                    true
+                }
+            };
+            crate::redact::Redaction {
+                enabled,
+                extra_keys: list(&env, "LOOKOUT_REDACT_KEYS"),
+                allow_only: list(&env, "LOOKOUT_REDACT_ALLOW"),
+                emails: env.bool("LOOKOUT_REDACT_EMAILS").unwrap_or(false),
+            }
+        });
+
         let cardinality_limit = o
             .cardinality_limit
             .or_else(|| {
@@ -476,6 +511,7 @@ impl Settings {
             temporality,
             histogram_aggregation,
             cardinality_limit,
+            redaction,
             process_metrics: o.process_metrics,
             sampler,
             propagators,

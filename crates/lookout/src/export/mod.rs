@@ -59,6 +59,8 @@ pub(crate) fn build(settings: &Settings, resource: &Resource) -> Result<Provider
 /// What every exporter of one signal is wrapped with.
 struct Wrap<'a> {
     signal: Signal,
+    #[cfg_attr(not(any(feature = "grpc", feature = "http")), allow(dead_code))]
+    redaction: &'a crate::redact::Redaction,
     destination: String,
     timeout: Duration,
     runtime: &'a Arc<ExportRuntime>,
@@ -105,6 +107,7 @@ fn tracer_provider(
     let (kind, otlp) = exporter_of(settings, Signal::Traces);
     let batch = &settings.span_batch;
     let wrap = Wrap {
+        redaction: &settings.redaction,
         signal: Signal::Traces,
         destination: settings.destination(Signal::Traces),
         timeout: batch.export_timeout,
@@ -201,6 +204,7 @@ fn meter_provider(
         .with_resource(resource.clone())
         .with_view(policy.view());
     let wrap = Wrap {
+        redaction: &settings.redaction,
         signal: Signal::Metrics,
         destination: settings.destination(Signal::Metrics),
         timeout: settings.metric_timeout,
@@ -272,6 +276,7 @@ fn logger_provider(
     let (kind, otlp) = exporter_of(settings, Signal::Logs);
     let batch = &settings.log_batch;
     let wrap = Wrap {
+        redaction: &settings.redaction,
         signal: Signal::Logs,
         destination: settings.destination(Signal::Logs),
         timeout: batch.export_timeout,
@@ -330,7 +335,7 @@ fn otlp_client(
         _ => wrap.timeout.min(s.timeout),
     };
     let (destination, runtime) = (wrap.destination.clone(), wrap.runtime.clone());
-    match s.protocol {
+    let client = match s.protocol {
         #[cfg(feature = "grpc")]
         crate::Protocol::Grpc => otlp::Client::grpc(s, signal, destination, timeout, runtime),
         #[cfg(feature = "http")]
@@ -340,7 +345,8 @@ fn otlp_client(
         #[allow(unreachable_patterns)]
         other => Err(format!("protocol {} is not compiled in", other.as_str())),
     }
-    .map_err(error)
+    .map_err(error)?;
+    Ok(client.with_redaction((*wrap.redaction).clone()))
 }
 
 #[cfg(any(feature = "grpc", feature = "http"))]

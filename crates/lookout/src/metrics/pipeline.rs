@@ -32,6 +32,14 @@ pub(crate) fn register(provider: &SdkMeterProvider) {
             "Log records dropped because the export queue was full (OTEL_BLRP_MAX_QUEUE_SIZE)",
         ),
     ];
+    meter
+        .u64_observable_counter("lookout.redacted")
+        .with_unit("{value}")
+        .with_description("Attribute values and log bodies redacted before export")
+        .with_callback(super::contained("lookout.redacted", |o| {
+            o.observe(crate::redact::REDACTED_COUNT.load(Relaxed), &[])
+        }))
+        .build();
     for (signal, name, unit, description) in dropped {
         meter
             .u64_observable_counter(name)

@@ -128,6 +128,8 @@ pub(crate) struct Client {
     timeout: Duration,
     max_request_bytes: usize,
     runtime: Arc<ExportRuntime>,
+    /// Applied to every request before it is sent.
+    redaction: crate::redact::Redaction,
 }
 
 impl Client {
@@ -173,13 +175,21 @@ impl Client {
             timeout,
             max_request_bytes: MAX_REQUEST_BYTES,
             runtime,
+            redaction: crate::redact::Redaction::default(),
         }
+    }
+
+    /// Redacts every request this way (on by default).
+    pub(crate) fn with_redaction(mut self, redaction: crate::redact::Redaction) -> Self {
+        self.redaction = redaction;
+        self
     }
 
     /// Sends `request` as parts under the size limit, one after another within one export
     /// timeout, and counts each part's items as exported, rejected or failed.
-    async fn deliver<M: Message>(&self, request: M) -> OTelSdkResult {
+    async fn deliver<M: Message>(&self, mut request: M) -> OTelSdkResult {
         let started = Instant::now();
+        request.redact(&self.redaction);
         let limit = self
             .runtime
             .effective_timeout(self.timeout)

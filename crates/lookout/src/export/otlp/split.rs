@@ -41,6 +41,8 @@ pub(crate) trait Message:
     fn rejected(response: &Self::Response) -> (u64, String);
     /// Cuts the request into parts of at most `limit` encoded bytes.
     fn split(self, limit: usize) -> Split<Self>;
+    /// Redacts secrets in every attribute value and log body (`crate::redact`).
+    fn redact(&mut self, redaction: &crate::redact::Redaction);
 }
 
 /// Bytes a field adds around its message of `len` bytes: a tag and a length prefix.
@@ -97,7 +99,8 @@ macro_rules! splittable {
         $response:ident, $path:literal,
         rejected: |$r:ident| $rejected:expr,
         count: |$c:ident| $count:expr,
-        cut: |$i:ident, $max:ident| $cut:block
+        cut: |$i:ident, $max:ident| $cut:block,
+        redact: |$ri:ident, $rr:ident| $redact:block
     ) => {
         impl Message for $request {
             type Response = $response;
@@ -105,6 +108,23 @@ macro_rules! splittable {
 
             fn rejected($r: &$response) -> (u64, String) {
                 $rejected
+            }
+
+            fn redact(&mut self, redaction: &crate::redact::Redaction) {
+                fn one($ri: &mut $item, $rr: &crate::redact::Redaction) {
+                    $redact
+                }
+                if !redaction.enabled {
+                    return;
+                }
+                for item in self
+                    .$resources
+                    .iter_mut()
+                    .flat_map(|r| r.$scopes.iter_mut())
+                    .flat_map(|s| s.$items.iter_mut())
+                {
+                    one(item, redaction);
+                }
             }
 
             fn split(self, limit: usize) -> Split<Self> {
@@ -226,6 +246,24 @@ splittable!(
             }
             status.message.truncate(end);
         }
+    },
+    redact: |span, r| {
+        r.attributes(&mut span.attributes);
+        for event in &mut span.events {
+            r.attributes(&mut event.attributes);
+            // tracing-opentelemetry names an event after its message.
+            if let Some(new) = r.text(&event.name) {
+                event.name = new;
+            }
+        }
+        for link in &mut span.links {
+            r.attributes(&mut link.attributes);
+        }
+        if let Some(status) = span.status.as_mut()
+            && let Some(new) = r.text(&status.message)
+        {
+            status.message = new;
+        }
     }
 );
 
@@ -241,6 +279,12 @@ splittable!(
         cut_values(&mut record.attributes, max);
         if let Some(body) = record.body.as_mut() {
             cut_value(body, max);
+        }
+    },
+    redact: |record, r| {
+        r.attributes(&mut record.attributes);
+        if let Some(body) = record.body.as_mut() {
+            r.value(body);
         }
     }
 );
@@ -269,6 +313,16 @@ splittable!(
             Some(metric::Data::Histogram(h)) => h.data_points.iter_mut().for_each(|p| cut_values(&mut p.attributes, max)),
             Some(metric::Data::ExponentialHistogram(h)) => h.data_points.iter_mut().for_each(|p| cut_values(&mut p.attributes, max)),
             Some(metric::Data::Summary(s)) => s.data_points.iter_mut().for_each(|p| cut_values(&mut p.attributes, max)),
+            None => {}
+        }
+    },
+    redact: |metric, r| {
+        match metric.data.as_mut() {
+            Some(metric::Data::Gauge(g)) => g.data_points.iter_mut().for_each(|p| r.attributes(&mut p.attributes)),
+            Some(metric::Data::Sum(s)) => s.data_points.iter_mut().for_each(|p| r.attributes(&mut p.attributes)),
+            Some(metric::Data::Histogram(h)) => h.data_points.iter_mut().for_each(|p| r.attributes(&mut p.attributes)),
+            Some(metric::Data::ExponentialHistogram(h)) => h.data_points.iter_mut().for_each(|p| r.attributes(&mut p.attributes)),
+            Some(metric::Data::Summary(s)) => s.data_points.iter_mut().for_each(|p| r.attributes(&mut p.attributes)),
             None => {}
         }
     }

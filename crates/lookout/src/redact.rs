@@ -1,0 +1,625 @@
+//! Secrets never leave the process: redaction of what is exported, applied by lookout's OTLP
+//! client to each export request (span attributes, span event and link attributes, log record
+//! bodies and attributes, metric data point attributes), on the export thread, never on the
+//! request path.
+//!
+//! - A value whose key looks secret (`password`, `passwd`, `secret`, `token`, `api_key`/`apikey`,
+//!   `authorization`, `cookie`, `set-cookie`, `session`, `private_key`, `credential(s)`, …;
+//!   case-insensitive, `-`, `_` and `.` alike, as a whole word of the key) is replaced by
+//!   `REDACTED`.
+//! - Secrets are found in any value whatever its key, and replaced where they stand: card numbers
+//!   (13 to 19 digits, spaces or dashes between, Luhn-checked), `Bearer …` / `Basic …`
+//!   credentials, JWTs, AWS access key ids, PEM private-key blocks; e-mail addresses when asked.
+//! - `url.full` loses its user info (`REDACTED:REDACTED@`), and `url.full` and `url.query` the
+//!   values of sensitive query parameters.
+//! - In allow-list mode only the listed keys keep their values: everything else is `REDACTED`
+//!   (fails closed).
+//!
+//! Hand-written scanners rather than regular expressions: each is one pass over the bytes with no
+//! allocation unless it finds something, and the rules are few and fixed.
+
+// Without an OTLP transport nothing is exported, so nothing is redacted.
+#![cfg_attr(not(any(feature = "grpc", feature = "http")), allow(dead_code))]
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+
+/// What replaces a secret.
+pub const REDACTED: &str = "REDACTED";
+
+/// Values replaced or cut since start-up (`lookout::stats().redacted`, `lookout.redacted`).
+pub(crate) static REDACTED_COUNT: AtomicU64 = AtomicU64::new(0);
+
+/// Words that make a key secret.
+const SECRET_WORDS: [&str; 14] = [
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "authorization",
+    "cookie",
+    "set_cookie",
+    "session",
+    "private_key",
+    "credential",
+    "credentials",
+];
+
+/// Query parameters whose values are secrets (the semantic conventions' list and usual names).
+const SECRET_QUERY_KEYS: [&str; 16] = [
+    "awsaccesskeyid",
+    "signature",
+    "sig",
+    "x-goog-signature",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "api_key",
+    "key",
+    "password",
+    "session",
+    "code",
+];
+
+/// How values are redacted: [`TelemetryBuilder::redaction`](crate::TelemetryBuilder::redaction)
+/// and `LOOKOUT_REDACT_*`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redaction {
+    /// Off: nothing is redacted (`LOOKOUT_REDACT=off`). On by default.
+    pub enabled: bool,
+    /// More key words that make a value secret (`LOOKOUT_REDACT_KEYS`, comma-separated).
+    pub extra_keys: Vec<String>,
+    /// Allow-list mode (`LOOKOUT_REDACT_ALLOW`, comma-separated keys): only these keys keep their
+    /// values; every other attribute value is `REDACTED`. Empty: off.
+    pub allow_only: Vec<String>,
+    /// E-mail addresses are masked too (`LOOKOUT_REDACT_EMAILS=true`). Off by default.
+    pub emails: bool,
+}
+
+impl Default for Redaction {
+    fn default() -> Self {
+        Redaction {
+            enabled: true,
+            extra_keys: Vec::new(),
+            allow_only: Vec::new(),
+            emails: false,
+        }
+    }
+}
+
+/// `-`, `.` and `_` alike, lower case.
+fn normalize(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '-' | '.' | ' ' => '_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// Whether `word` appears in `key` bounded by its start/end or `_`.
+fn has_word(key: &str, word: &str) -> bool {
+    let k = key.as_bytes();
+    let mut from = 0;
+    while let Some(i) = key[from..].find(word) {
+        let start = from + i;
+        let end = start + word.len();
+        let before = start == 0 || k[start - 1] == b'_';
+        let after = end == k.len() || k[end] == b'_';
+        if before && after {
+            return true;
+        }
+        from = start + 1;
+    }
+    false
+}
+
+impl Redaction {
+    fn key_is_secret(&self, key: &str) -> bool {
+        let key = normalize(key);
+        SECRET_WORDS.iter().any(|w| has_word(&key, w))
+            || self
+                .extra_keys
+                .iter()
+                .any(|w| has_word(&key, &normalize(w)))
+    }
+
+    fn key_allowed(&self, key: &str) -> bool {
+        self.allow_only.is_empty() || self.allow_only.iter().any(|k| k == key)
+    }
+
+    /// Redacts attribute values in place.
+    pub(crate) fn attributes(&self, attributes: &mut [KeyValue]) {
+        if !self.enabled {
+            return;
+        }
+        for kv in attributes {
+            let Some(value) = kv.value.as_mut() else {
+                continue;
+            };
+            if !self.key_allowed(&kv.key) || self.key_is_secret(&kv.key) {
+                if !is_redacted(value) {
+                    *value = redacted();
+                    REDACTED_COUNT.fetch_add(1, Relaxed);
+                }
+                continue;
+            }
+            match kv.key.as_str() {
+                "url.full" | "url.query" => {
+                    if kv.key == "url.full" {
+                        self.string(value, redact_url);
+                    } else {
+                        self.string(value, redact_query);
+                    }
+                    // A URL's user info is not an e-mail address: the other scanners only.
+                    self.string(value, |s| redact_text(s, false));
+                }
+                _ => self.value(value),
+            }
+        }
+    }
+
+    fn string(&self, value: &mut AnyValue, f: impl Fn(&str) -> Option<String>) {
+        if let Some(Value::StringValue(s)) = value.value.as_mut()
+            && let Some(new) = f(s)
+        {
+            *s = new;
+            REDACTED_COUNT.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// `text` with the secrets found in it replaced (counted); `None` when there are none or
+    /// redaction is off.
+    pub(crate) fn text(&self, text: &str) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
+        let new = redact_text(text, self.emails)?;
+        REDACTED_COUNT.fetch_add(1, Relaxed);
+        Some(new)
+    }
+
+    /// Redacts secrets found in a value (a log body, an attribute's value), whatever its key.
+    pub(crate) fn value(&self, value: &mut AnyValue) {
+        if !self.enabled {
+            return;
+        }
+        match value.value.as_mut() {
+            Some(Value::StringValue(s)) => {
+                if let Some(new) = redact_text(s, self.emails) {
+                    *s = new;
+                    REDACTED_COUNT.fetch_add(1, Relaxed);
+                }
+            }
+            Some(Value::ArrayValue(a)) => {
+                for v in &mut a.values {
+                    self.value(v);
+                }
+            }
+            Some(Value::KvlistValue(l)) => self.attributes(&mut l.values),
+            _ => {}
+        }
+    }
+}
+
+fn redacted() -> AnyValue {
+    AnyValue {
+        value: Some(Value::StringValue(REDACTED.to_owned())),
+    }
+}
+
+fn is_redacted(v: &AnyValue) -> bool {
+    matches!(&v.value, Some(Value::StringValue(s)) if s == REDACTED)
+}
+
+/// `url.full` without user info and with sensitive query values redacted; `None` if unchanged.
+fn redact_url(url: &str) -> Option<String> {
+    let (before, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut changed = false;
+    let mut out = match before.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+            match authority.rsplit_once('@') {
+                Some((userinfo, host)) if userinfo != "REDACTED:REDACTED" => {
+                    changed = true;
+                    format!("{scheme}://REDACTED:REDACTED@{host}{path}")
+                }
+                _ => before.to_owned(),
+            }
+        }
+        None => before.to_owned(),
+    };
+    if let Some(q) = query {
+        out.push('?');
+        match redact_query(q) {
+            Some(new) => {
+                changed = true;
+                out.push_str(&new);
+            }
+            None => out.push_str(q),
+        }
+    }
+    changed.then_some(out)
+}
+
+/// A query string with sensitive parameters' values redacted; `None` if unchanged.
+fn redact_query(query: &str) -> Option<String> {
+    let mut changed = false;
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v))
+                if v != REDACTED
+                    && SECRET_QUERY_KEYS.contains(&k.to_ascii_lowercase().as_str()) =>
+            {
+                changed = true;
+                format!("{k}={REDACTED}")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    changed.then(|| parts.join("&"))
+}
+
+/// Replaces secrets found in free text; `None` when there are none.
+pub(crate) fn redact_text(text: &str, emails: bool) -> Option<String> {
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    find_private_keys(text, &mut spans);
+    find_credentials(text, &mut spans);
+    find_jwts(text, &mut spans);
+    find_aws_keys(text, &mut spans);
+    find_cards(text, &mut spans);
+    if emails {
+        find_emails(text, &mut spans);
+    }
+    if spans.is_empty() {
+        return None;
+    }
+    spans.sort_unstable();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (start, end) in spans {
+        if start < at {
+            // Overlaps the previous one: extend it.
+            at = at.max(end);
+            continue;
+        }
+        out.push_str(&text[at..start]);
+        out.push_str(REDACTED);
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    Some(out)
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'+' | b'/' | b'=' | b'-')
+}
+
+/// `Bearer <token>` / `Basic <credentials>` (the scheme kept, the credentials replaced).
+fn find_credentials(text: &str, spans: &mut Vec<(usize, usize)>) {
+    let lower = text.to_ascii_lowercase();
+    for scheme in ["bearer", "basic"] {
+        let mut from = 0;
+        while let Some(i) = lower[from..].find(scheme) {
+            let start = from + i;
+            from = start + scheme.len();
+            let bytes = text.as_bytes();
+            if start > 0 && bytes[start - 1].is_ascii_alphanumeric() {
+                continue;
+            }
+            let mut j = from;
+            while j < bytes.len() && (bytes[j] == b' ' || bytes[j] == b'\t' || bytes[j] == b':') {
+                j += 1;
+            }
+            if j == from {
+                continue;
+            }
+            let token_start = j;
+            while j < bytes.len() && is_token_byte(bytes[j]) {
+                j += 1;
+            }
+            if j - token_start >= 6 {
+                spans.push((token_start, j));
+            }
+        }
+    }
+}
+
+/// `eyJ….….…` (a base64url JSON header, payload and signature).
+fn find_jwts(text: &str, spans: &mut Vec<(usize, usize)>) {
+    let b = text.as_bytes();
+    let b64 = |c: u8| c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+    let mut from = 0;
+    while let Some(i) = text[from..].find("eyJ") {
+        let start = from + i;
+        from = start + 3;
+        let mut j = start;
+        let mut dots = 0;
+        while j < b.len() && (b64(b[j]) || (b[j] == b'.' && dots < 2)) {
+            if b[j] == b'.' {
+                dots += 1;
+            }
+            j += 1;
+        }
+        if dots == 2 && j - start >= 20 {
+            spans.push((start, j));
+            from = j;
+        }
+    }
+}
+
+/// AWS access key ids: `AKIA` or `ASIA` and 16 upper-case letters or digits, alone.
+fn find_aws_keys(text: &str, spans: &mut Vec<(usize, usize)>) {
+    let b = text.as_bytes();
+    for prefix in ["AKIA", "ASIA"] {
+        let mut from = 0;
+        while let Some(i) = text[from..].find(prefix) {
+            let start = from + i;
+            from = start + 4;
+            let end = start + 20;
+            if end > b.len() {
+                break;
+            }
+            let body_ok = b[start + 4..end]
+                .iter()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+            let alone = (start == 0 || !b[start - 1].is_ascii_alphanumeric())
+                && (end == b.len() || !b[end].is_ascii_alphanumeric());
+            if body_ok && alone {
+                spans.push((start, end));
+            }
+        }
+    }
+}
+
+/// `-----BEGIN … PRIVATE KEY-----` to its `-----END … PRIVATE KEY-----` (or the end of the text).
+fn find_private_keys(text: &str, spans: &mut Vec<(usize, usize)>) {
+    let mut from = 0;
+    while let Some(i) = text[from..].find("-----BEGIN ") {
+        let start = from + i;
+        let header_end = match text[start + 11..].find("-----") {
+            Some(e) => start + 11 + e,
+            None => break,
+        };
+        from = header_end;
+        if !text[start..header_end].contains("PRIVATE KEY") {
+            continue;
+        }
+        let end = text[header_end..]
+            .find("-----END ")
+            .and_then(|e| {
+                let after = header_end + e + 9;
+                text[after..].find("-----").map(|f| after + f + 5)
+            })
+            .unwrap_or(text.len());
+        spans.push((start, end));
+        from = end;
+    }
+}
+
+/// Card numbers: 13 to 19 digits (single spaces or dashes between groups allowed) passing the
+/// Luhn check, not part of a longer number.
+fn find_cards(text: &str, spans: &mut Vec<(usize, usize)>) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() || (i > 0 && (b[i - 1].is_ascii_digit() || b[i - 1] == b'.')) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        let mut digits: Vec<u8> = Vec::with_capacity(19);
+        let mut j = i;
+        let mut end = i;
+        while j < b.len() && digits.len() < 20 {
+            if b[j].is_ascii_digit() {
+                digits.push(b[j] - b'0');
+                j += 1;
+                end = j;
+            } else if (b[j] == b' ' || b[j] == b'-')
+                && j + 1 < b.len()
+                && b[j + 1].is_ascii_digit()
+                && j > start
+                && b[j - 1].is_ascii_digit()
+            {
+                j += 1;
+            } else {
+                break;
+            }
+        }
+        let followed_by_digit = end < b.len() && b[end].is_ascii_digit();
+        if (13..=19).contains(&digits.len()) && !followed_by_digit && luhn(&digits) {
+            spans.push((start, end));
+        }
+        i = end.max(i + 1);
+    }
+}
+
+fn luhn(digits: &[u8]) -> bool {
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            let d = u32::from(d);
+            if i % 2 == 1 {
+                let x = d * 2;
+                if x > 9 { x - 9 } else { x }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// `local@domain.tld`.
+fn find_emails(text: &str, spans: &mut Vec<(usize, usize)>) {
+    let b = text.as_bytes();
+    let local = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-');
+    let domain = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-');
+    for (at, _) in text.match_indices('@') {
+        let mut s = at;
+        while s > 0 && local(b[s - 1]) {
+            s -= 1;
+        }
+        let mut e = at + 1;
+        while e < b.len() && domain(b[e]) {
+            e += 1;
+        }
+        while e > at + 1 && b[e - 1] == b'.' {
+            e -= 1;
+        }
+        let host = &text[at + 1..e];
+        if s < at && host.contains('.') && !host.starts_with('.') {
+            spans.push((s, e));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kv(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.to_owned(),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue(value.to_owned())),
+            }),
+            key_strindex: 0,
+        }
+    }
+
+    fn text_of(kv: &KeyValue) -> &str {
+        match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(Value::StringValue(s)) => s,
+            _ => "",
+        }
+    }
+
+    #[test]
+    fn secret_keys_are_masked_case_and_separator_insensitive() {
+        let r = Redaction::default();
+        let mut attrs = vec![
+            kv("password", "hunter2"),
+            kv("db.Password", "x"),
+            kv("X-API-Key", "k"),
+            kv("apikey", "k"),
+            kv("http.request.header.authorization", "anything"),
+            kv("Set-Cookie", "sid=1"),
+            kv("session_id", "abc"),
+            kv("user.private-key", "k"),
+            kv("aws.credentials", "c"),
+            kv("client_secret", "s"),
+            kv("gen_ai.usage.input_tokens", "12"),
+            kv("keyboard", "qwerty"),
+            kv("user.name", "alice"),
+        ];
+        r.attributes(&mut attrs);
+        for a in &attrs[..10] {
+            assert_eq!(text_of(a), REDACTED, "{}", a.key);
+        }
+        assert_eq!(text_of(&attrs[10]), "12");
+        assert_eq!(text_of(&attrs[11]), "qwerty");
+        assert_eq!(text_of(&attrs[12]), "alice");
+    }
+
+    #[test]
+    fn secret_values_are_found_whatever_the_key() {
+        let cases = [
+            (
+                "paid with 4111 1111 1111 1111 today",
+                "paid with REDACTED today",
+            ),
+            ("card=4111-1111-1111-1111", "card=REDACTED"),
+            ("order 4111111111111112", "order 4111111111111112"),
+            (
+                "Authorization: Bearer abc.def-ghi_123",
+                "Authorization: Bearer REDACTED",
+            ),
+            ("basic dXNlcjpwYXNzd29yZA==", "basic REDACTED"),
+            (
+                "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig-nature_x end",
+                "jwt REDACTED end",
+            ),
+            ("key AKIAIOSFODNN7EXAMPLE used", "key REDACTED used"),
+            (
+                "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- after",
+                "REDACTED after",
+            ),
+            (
+                "nothing here, 12345 and version 1.2.3",
+                "nothing here, 12345 and version 1.2.3",
+            ),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                redact_text(input, false).as_deref().unwrap_or(input),
+                expected,
+                "{input}"
+            );
+        }
+        assert_eq!(redact_text("mail alice@example.com now", false), None);
+        assert_eq!(
+            redact_text("mail alice@example.com now", true).as_deref(),
+            Some("mail REDACTED now")
+        );
+    }
+
+    #[test]
+    fn urls_lose_user_info_and_sensitive_parameters() {
+        let r = Redaction::default();
+        let mut attrs = vec![
+            kv(
+                "url.full",
+                "https://bob:pw@api.example.com/x?token=t&page=2&api_key=k",
+            ),
+            kv("url.query", "code=123&state=ok"),
+        ];
+        r.attributes(&mut attrs);
+        assert_eq!(
+            text_of(&attrs[0]),
+            "https://REDACTED:REDACTED@api.example.com/x?token=REDACTED&page=2&api_key=REDACTED"
+        );
+        assert_eq!(text_of(&attrs[1]), "code=REDACTED&state=ok");
+    }
+
+    #[test]
+    fn allow_list_mode_fails_closed_and_off_changes_nothing() {
+        let r = Redaction {
+            allow_only: vec!["http.route".into()],
+            ..Redaction::default()
+        };
+        let mut attrs = vec![kv("http.route", "/a"), kv("user.name", "alice")];
+        r.attributes(&mut attrs);
+        assert_eq!(text_of(&attrs[0]), "/a");
+        assert_eq!(text_of(&attrs[1]), REDACTED);
+        let off = Redaction {
+            enabled: false,
+            ..Redaction::default()
+        };
+        let mut attrs = vec![kv("password", "p")];
+        off.attributes(&mut attrs);
+        assert_eq!(text_of(&attrs[0]), "p");
+        let extra = Redaction {
+            extra_keys: vec!["ssn".into()],
+            ..Redaction::default()
+        };
+        let mut attrs = vec![kv("user.ssn", "123-45-6789")];
+        extra.attributes(&mut attrs);
+        assert_eq!(text_of(&attrs[0]), REDACTED);
+    }
+}
