@@ -78,5 +78,16 @@ fn spans(c: &mut Criterion) {
     drop(telemetry.shutdown());
 }
 
-criterion_group!(benches, spans);
+/// The export side's redaction (lookout's OTLP client, on the export thread): a batch of 512
+/// spans copied, with and without redaction; the difference over 512 is its cost per span.
+fn redaction(c: &mut Criterion) {
+    let mut group = c.benchmark_group("redaction_512_spans");
+    let mut copy_only = lookout::__fuzz::redaction_batch(512, false);
+    group.bench_function("copy", |b| b.iter(&mut copy_only));
+    let mut redacted = lookout::__fuzz::redaction_batch(512, true);
+    group.bench_function("copy_and_redact", |b| b.iter(&mut redacted));
+    group.finish();
+}
+
+criterion_group!(benches, spans, redaction);
 criterion_main!(benches);

@@ -56,6 +56,58 @@ pub mod __fuzz {
             .count();
         (pairs, headers)
     }
+
+    /// A batch of `spans` spans of the `#[instrument]` shape (five attributes, one with a secret
+    /// key, one event whose message holds a card number), as the OTLP client sends them, and the
+    /// redaction it applies, for the export-side cost in the span benchmark.
+    #[cfg(any(feature = "grpc", feature = "http"))]
+    /// With `redact` false the closure only copies the batch (the baseline to subtract).
+    pub fn redaction_batch(spans: usize, redact: bool) -> impl FnMut() -> usize {
+        use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span::Event};
+        let kv = |k: &str, v: &str| KeyValue {
+            key: k.to_owned(),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue(v.to_owned())),
+            }),
+            key_strindex: 0,
+        };
+        let span = Span {
+            name: "handle".into(),
+            attributes: vec![
+                kv("order.id", "o-12345"),
+                kv("customer", "c-42"),
+                kv("region", "eu-west-1"),
+                kv("http.route", "/orders/{id}"),
+                kv("password", "hunter2"),
+            ],
+            events: vec![Event {
+                name: "paid with 4111 1111 1111 1111".into(),
+                attributes: vec![kv("step", "validated")],
+                ..Event::default()
+            }],
+            ..Span::default()
+        };
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span; spans],
+                    ..ScopeSpans::default()
+                }],
+                ..ResourceSpans::default()
+            }],
+        };
+        let r = crate::redact::Redaction::default();
+        move || {
+            use crate::export::OtlpMessage as _;
+            let mut batch = request.clone();
+            if redact {
+                batch.redact(&r);
+            }
+            batch.resource_spans[0].scope_spans[0].spans.len()
+        }
+    }
 }
 
 // The exact versions lookout is built with, so users never mix incompatible ones.

@@ -27,6 +27,8 @@ use crate::config::{
 use crate::error::InitError;
 use crate::metrics::{Metrics, Shared, StreamPolicy};
 use counted::{Counted, LogDequeue, LogIntake, Queue, SpanFixups, SpanIntake};
+#[cfg(any(feature = "grpc", feature = "http"))]
+pub(crate) use otlp::Message as OtlpMessage;
 pub(crate) use runtime::ExportRuntime;
 
 /// The SDK providers of a running pipeline.
