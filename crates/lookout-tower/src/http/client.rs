@@ -15,7 +15,6 @@ use opentelemetry_http::HeaderInjector;
 use opentelemetry_semantic_conventions::{attribute as semconv, metric};
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::{method_attr, redacted_url};
@@ -200,40 +199,56 @@ where
     }
 
     fn call(&mut self, mut req: Req) -> Self::Future {
+        use opentelemetry::trace::{
+            FutureExt as _, SpanKind, Status, TraceContextExt as _, Tracer as _,
+        };
         let start = Instant::now();
         let method = method_attr(req.method());
         let host = req.host();
         let port = req.port();
-        let span = tracing::info_span!(
-            target: "lookout_tower",
-            "HTTP client request",
-            otel.name = method,
-            otel.kind = "client",
-            otel.status_code = tracing::field::Empty,
-            { semconv::HTTP_REQUEST_METHOD } = method,
-            { semconv::SERVER_ADDRESS } = host.as_deref(),
-            { semconv::SERVER_PORT } = port,
-            { semconv::URL_FULL } = tracing::field::Empty,
-            { semconv::HTTP_RESPONSE_STATUS_CODE } = tracing::field::Empty,
-            { semconv::ERROR_TYPE } = tracing::field::Empty,
-        );
-        // With the span disabled (filtered out) the caller's context still travels.
-        let cx = if span.is_disabled() {
-            opentelemetry::Context::current()
-        } else {
-            span.record(semconv::URL_FULL, redacted_url(&req.url()).as_str());
-            span.context()
+        // The span is built with the OpenTelemetry API, in the scope `lookout-tower` like the
+        // server's, as the child of the caller's context (its tracing span, or an OTel context).
+        let parent = {
+            let current = tracing::Span::current();
+            if current.is_disabled() || current.is_none() {
+                opentelemetry::Context::current()
+            } else {
+                current.context()
+            }
         };
+        let mut span_attributes = Vec::with_capacity(5);
+        span_attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
+        if method == "_OTHER" {
+            span_attributes.push(KeyValue::new(
+                semconv::HTTP_REQUEST_METHOD_ORIGINAL,
+                req.method().as_str().to_owned(),
+            ));
+        }
+        if let Some(h) = &host {
+            span_attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, h.clone()));
+        }
+        if let Some(p) = port {
+            span_attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(p)));
+        }
+        span_attributes.push(KeyValue::new(semconv::URL_FULL, redacted_url(&req.url())));
+        let name = if method == "_OTHER" { "HTTP" } else { method };
+        let span = opentelemetry::global::tracer("lookout-tower").build_with_context(
+            opentelemetry::trace::SpanBuilder::from_name(name)
+                .with_kind(SpanKind::Client)
+                .with_attributes(span_attributes),
+            &parent,
+        );
+        let cx = parent.with_span(span);
         opentelemetry::global::get_text_map_propagator(|p| {
             p.inject_context(&cx, &mut HeaderInjector(req.headers_mut()))
         });
         let fut = {
-            let _entered = span.enter();
+            let _attached = cx.clone().attach();
             self.inner.call(req)
         };
         let duration = self.duration.clone();
         Box::pin(async move {
-            let result = fut.instrument(span.clone()).await;
+            let result = fut.with_context(cx.clone()).await;
             let (status, error_type) = match &result {
                 Ok(resp) => {
                     let code = resp.status().as_u16();
@@ -241,13 +256,18 @@ where
                 }
                 Err(_) => (None, Some(std::any::type_name::<S::Error>().to_owned())),
             };
+            let span = cx.span();
             if let Some(code) = status {
-                span.record(semconv::HTTP_RESPONSE_STATUS_CODE, code);
+                span.set_attribute(KeyValue::new(
+                    semconv::HTTP_RESPONSE_STATUS_CODE,
+                    i64::from(code),
+                ));
             }
             if let Some(t) = &error_type {
-                span.record(semconv::ERROR_TYPE, t.as_str());
-                span.record("otel.status_code", "ERROR");
+                span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, t.clone()));
+                span.set_status(Status::error(t.clone()));
             }
+            span.end();
             let mut attributes = Vec::with_capacity(5);
             attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
             if let Some(h) = host {
