@@ -82,10 +82,14 @@ fn spans(c: &mut Criterion) {
 /// spans copied, with and without redaction; the difference over 512 is its cost per span.
 fn redaction(c: &mut Criterion) {
     let mut group = c.benchmark_group("redaction_512_spans");
-    let mut copy_only = lookout::__fuzz::redaction_batch(512, false);
+    let mut copy_only = lookout::__fuzz::redaction_batch(512, false, false);
     group.bench_function("copy", |b| b.iter(&mut copy_only));
-    let mut redacted = lookout::__fuzz::redaction_batch(512, true);
-    group.bench_function("copy_and_redact", |b| b.iter(&mut redacted));
+    let mut clean = lookout::__fuzz::redaction_batch(512, true, false);
+    group.bench_function("copy_and_redact_no_secrets", |b| b.iter(&mut clean));
+    let mut redacted = lookout::__fuzz::redaction_batch(512, true, true);
+    group.bench_function("copy_and_redact_two_secrets_a_span", |b| {
+        b.iter(&mut redacted)
+    });
     group.finish();
 }
 

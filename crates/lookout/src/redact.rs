@@ -72,6 +72,7 @@ const SECRET_QUERY_KEYS: [&str; 16] = [
 /// How values are redacted: [`TelemetryBuilder::redaction`](crate::TelemetryBuilder::redaction)
 /// and `LOOKOUT_REDACT_*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Redaction {
     /// Off: nothing is redacted (`LOOKOUT_REDACT=off`). On by default.
     pub enabled: bool,
@@ -82,6 +83,59 @@ pub struct Redaction {
     pub allow_only: Vec<String>,
     /// E-mail addresses are masked too (`LOOKOUT_REDACT_EMAILS=true`). Off by default.
     pub emails: bool,
+    /// Which keys were found secret, so that each distinct key is judged once.
+    decided: KeyCache,
+}
+
+/// Keys judged so far (at most `KEY_CACHE_CAPACITY`; past that, keys are judged each time).
+#[derive(Debug, Clone, Default)]
+struct KeyCache(
+    std::sync::Arc<
+        std::sync::RwLock<std::collections::HashMap<Box<str>, bool, foldhash::fast::RandomState>>,
+    >,
+);
+
+const KEY_CACHE_CAPACITY: usize = 4096;
+
+impl PartialEq for KeyCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for KeyCache {}
+
+impl Redaction {
+    /// Redaction on, with the built-in rules.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Off: nothing is redacted.
+    pub fn off() -> Self {
+        Redaction {
+            enabled: false,
+            ..Self::default()
+        }
+    }
+
+    /// More key words that make a value secret.
+    pub fn extra_keys(mut self, keys: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.extra_keys = keys.into_iter().map(Into::into).collect();
+        self.decided = KeyCache::default();
+        self
+    }
+
+    /// Allow-list mode: only these keys keep their values (fails closed).
+    pub fn allow_only(mut self, keys: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.allow_only = keys.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Masks e-mail addresses too.
+    pub fn emails(mut self, on: bool) -> Self {
+        self.emails = on;
+        self
+    }
 }
 
 impl Default for Redaction {
@@ -91,45 +145,60 @@ impl Default for Redaction {
             extra_keys: Vec::new(),
             allow_only: Vec::new(),
             emails: false,
+            decided: KeyCache::default(),
         }
     }
 }
 
-/// `-`, `.` and `_` alike, lower case.
-fn normalize(key: &str) -> String {
-    key.chars()
-        .map(|c| match c {
-            '-' | '.' | ' ' => '_',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect()
+/// A key's byte as the rules compare it: lower case, `-`, `.` and space as `_`.
+fn norm(b: u8) -> u8 {
+    match b {
+        b'-' | b'.' | b' ' => b'_',
+        b => b.to_ascii_lowercase(),
+    }
 }
 
-/// Whether `word` appears in `key` bounded by its start/end or `_`.
+/// Whether `word` (lower case, `_` separated) appears in `key` as a whole word, comparing
+/// normalized bytes (no allocation: this runs for every attribute of every exported span).
 fn has_word(key: &str, word: &str) -> bool {
     let k = key.as_bytes();
-    let mut from = 0;
-    while let Some(i) = key[from..].find(word) {
-        let start = from + i;
-        let end = start + word.len();
-        let before = start == 0 || k[start - 1] == b'_';
-        let after = end == k.len() || k[end] == b'_';
-        if before && after {
-            return true;
-        }
-        from = start + 1;
+    let w = word.as_bytes();
+    if w.is_empty() || k.len() < w.len() {
+        return false;
     }
-    false
+    (0..=k.len() - w.len()).any(|start| {
+        let end = start + w.len();
+        (start == 0 || norm(k[start - 1]) == b'_')
+            && (end == k.len() || norm(k[end]) == b'_')
+            && k[start..end].iter().zip(w).all(|(a, b)| norm(*a) == *b)
+    })
 }
 
 impl Redaction {
     fn key_is_secret(&self, key: &str) -> bool {
-        let key = normalize(key);
-        SECRET_WORDS.iter().any(|w| has_word(&key, w))
-            || self
-                .extra_keys
-                .iter()
-                .any(|w| has_word(&key, &normalize(w)))
+        if let Some(known) = self
+            .decided
+            .0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+        {
+            return *known;
+        }
+        let secret = self.judge(key);
+        let mut cache = self.decided.0.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() < KEY_CACHE_CAPACITY {
+            cache.insert(key.into(), secret);
+        }
+        secret
+    }
+
+    fn judge(&self, key: &str) -> bool {
+        SECRET_WORDS.iter().any(|w| has_word(key, w))
+            || self.extra_keys.iter().any(|w| {
+                let w: String = w.bytes().map(|b| char::from(norm(b))).collect();
+                has_word(key, &w)
+            })
     }
 
     fn key_allowed(&self, key: &str) -> bool {
@@ -274,6 +343,21 @@ fn redact_query(query: &str) -> Option<String> {
 
 /// Replaces secrets found in free text; `None` when there are none.
 pub(crate) fn redact_text(text: &str, emails: bool) -> Option<String> {
+    // Most values hold none of what the scanners look for: one pass over the bytes decides
+    // whether any scanner can match (13 digits for a card; `b`/`B` for Bearer/Basic, `-` for a
+    // key block, `e` for a JWT's `eyJ`, `A` for an AWS key, `@` for an e-mail).
+    let mut digits = 0;
+    let mut trigger = false;
+    for &c in text.as_bytes() {
+        if c.is_ascii_digit() {
+            digits += 1;
+        } else if matches!(c, b'b' | b'B' | b'-' | b'e' | b'A') || (emails && c == b'@') {
+            trigger = true;
+        }
+    }
+    if digits < 13 && !trigger {
+        return None;
+    }
     let mut spans: Vec<(usize, usize)> = Vec::new();
     find_private_keys(text, &mut spans);
     find_credentials(text, &mut spans);
@@ -309,30 +393,37 @@ fn is_token_byte(b: u8) -> bool {
 
 /// `Bearer <token>` / `Basic <credentials>` (the scheme kept, the credentials replaced).
 fn find_credentials(text: &str, spans: &mut Vec<(usize, usize)>) {
-    let lower = text.to_ascii_lowercase();
-    for scheme in ["bearer", "basic"] {
-        let mut from = 0;
-        while let Some(i) = lower[from..].find(scheme) {
-            let start = from + i;
-            from = start + scheme.len();
-            let bytes = text.as_bytes();
-            if start > 0 && bytes[start - 1].is_ascii_alphanumeric() {
-                continue;
-            }
-            let mut j = from;
-            while j < bytes.len() && (bytes[j] == b' ' || bytes[j] == b'\t' || bytes[j] == b':') {
-                j += 1;
-            }
-            if j == from {
-                continue;
-            }
-            let token_start = j;
-            while j < bytes.len() && is_token_byte(bytes[j]) {
-                j += 1;
-            }
-            if j - token_start >= 6 {
-                spans.push((token_start, j));
-            }
+    let bytes = text.as_bytes();
+    for (i, _) in bytes
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'b' || **b == b'B')
+    {
+        let scheme_len = if bytes.len() >= i + 6 && bytes[i..i + 6].eq_ignore_ascii_case(b"bearer")
+        {
+            6
+        } else if bytes.len() >= i + 5 && bytes[i..i + 5].eq_ignore_ascii_case(b"basic") {
+            5
+        } else {
+            continue;
+        };
+        if i > 0 && bytes[i - 1].is_ascii_alphanumeric() {
+            continue;
+        }
+        let from = i + scheme_len;
+        let mut j = from;
+        while j < bytes.len() && (bytes[j] == b' ' || bytes[j] == b'\t' || bytes[j] == b':') {
+            j += 1;
+        }
+        if j == from {
+            continue;
+        }
+        let token_start = j;
+        while j < bytes.len() && is_token_byte(bytes[j]) {
+            j += 1;
+        }
+        if j - token_start >= 6 {
+            spans.push((token_start, j));
         }
     }
 }
@@ -599,25 +690,16 @@ mod tests {
 
     #[test]
     fn allow_list_mode_fails_closed_and_off_changes_nothing() {
-        let r = Redaction {
-            allow_only: vec!["http.route".into()],
-            ..Redaction::default()
-        };
+        let r = Redaction::new().allow_only(["http.route"]);
         let mut attrs = vec![kv("http.route", "/a"), kv("user.name", "alice")];
         r.attributes(&mut attrs);
         assert_eq!(text_of(&attrs[0]), "/a");
         assert_eq!(text_of(&attrs[1]), REDACTED);
-        let off = Redaction {
-            enabled: false,
-            ..Redaction::default()
-        };
+        let off = Redaction::off();
         let mut attrs = vec![kv("password", "p")];
         off.attributes(&mut attrs);
         assert_eq!(text_of(&attrs[0]), "p");
-        let extra = Redaction {
-            extra_keys: vec!["ssn".into()],
-            ..Redaction::default()
-        };
+        let extra = Redaction::new().extra_keys(["ssn"]);
         let mut attrs = vec![kv("user.ssn", "123-45-6789")];
         extra.attributes(&mut attrs);
         assert_eq!(text_of(&attrs[0]), REDACTED);

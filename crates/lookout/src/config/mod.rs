@@ -460,12 +460,15 @@ impl Settings {
                     true
                 }
             };
-            crate::redact::Redaction {
-                enabled,
-                extra_keys: list(&env, "LOOKOUT_REDACT_KEYS"),
-                allow_only: list(&env, "LOOKOUT_REDACT_ALLOW"),
-                emails: env.bool("LOOKOUT_REDACT_EMAILS").unwrap_or(false),
-            }
+            let redaction = if enabled {
+                crate::redact::Redaction::new()
+            } else {
+                crate::redact::Redaction::off()
+            };
+            redaction
+                .extra_keys(list(&env, "LOOKOUT_REDACT_KEYS"))
+                .allow_only(list(&env, "LOOKOUT_REDACT_ALLOW"))
+                .emails(env.bool("LOOKOUT_REDACT_EMAILS").unwrap_or(false))
         });
 
         let cardinality_limit = o
