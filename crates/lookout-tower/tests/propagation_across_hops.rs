@@ -194,23 +194,38 @@ async fn one_trace_across_http_and_grpc_hops() {
             Some("Check")
         );
     }
-    let codes: Vec<String> = calls
-        .iter()
-        .filter(|s| s.kind == "SPAN_KIND_SERVER")
-        .map(|s| {
-            format!(
-                "{:?}/{}",
-                s.attributes.get("rpc.grpc.status_code"),
-                s.status_code
-            )
-        })
-        .collect();
-    assert!(codes.iter().any(|c| c.contains("Int(0)")), "{codes:?}");
+    let codes = |kind: &str| -> Vec<String> {
+        calls
+            .iter()
+            .filter(|s| s.kind == kind)
+            .map(|s| {
+                format!(
+                    "{:?}/{}",
+                    s.attributes.get("rpc.grpc.status_code"),
+                    s.status_code
+                )
+            })
+            .collect()
+    };
+    let server_codes = codes("SPAN_KIND_SERVER");
     assert!(
-        codes
+        server_codes.iter().any(|c| c.contains("Int(0)")),
+        "{server_codes:?}"
+    );
+    // NOT_FOUND is an answer, not a server failure: the server span is no error (semantic
+    // conventions); the client span, whose call failed, is.
+    assert!(
+        server_codes
+            .iter()
+            .any(|c| c.contains("Int(5)") && !c.ends_with("STATUS_CODE_ERROR")),
+        "NOT_FOUND on the server: {server_codes:?}"
+    );
+    let client_codes = codes("SPAN_KIND_CLIENT");
+    assert!(
+        client_codes
             .iter()
             .any(|c| c.contains("Int(5)") && c.ends_with("STATUS_CODE_ERROR")),
-        "NOT_FOUND: {codes:?}"
+        "NOT_FOUND on the client: {client_codes:?}"
     );
 
     // Metrics as exported: the route template and the gRPC status, in the conventions' units.

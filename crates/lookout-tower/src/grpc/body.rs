@@ -19,12 +19,24 @@ pub(crate) struct Finish {
     pub(crate) start: Instant,
     pub(crate) duration: Arc<Histogram<f64>>,
     pub(crate) attributes: Vec<KeyValue>,
+    /// A server span is an error only for the codes that say the server failed.
+    pub(crate) server: bool,
 }
+
+/// The gRPC codes that make a SERVER span an error (semantic conventions, RPC spans): UNKNOWN,
+/// DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS. Any non-OK code makes a
+/// CLIENT span one.
+const SERVER_ERROR_CODES: [i64; 6] = [2, 4, 12, 13, 14, 15];
 
 impl Finish {
     pub(crate) fn finish(mut self, code: i64) {
         self.span.record(RPC_GRPC_STATUS_CODE, code);
-        if code != 0 {
+        let error = if self.server {
+            SERVER_ERROR_CODES.contains(&code)
+        } else {
+            code != 0
+        };
+        if error {
             self.span.record("otel.status_code", "ERROR");
         }
         self.attributes

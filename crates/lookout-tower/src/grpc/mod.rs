@@ -246,6 +246,7 @@ where
     Box::pin(async move {
         let result = fut.instrument(span.clone()).await;
         let finish = Finish {
+            server: matches!(side, Side::Server),
             span,
             start,
             duration,
