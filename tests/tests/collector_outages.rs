@@ -108,8 +108,9 @@ fn a_refused_connection_makes_shutdown_report_the_loss() {
         );
         assert_eq!(app.counts("traces"), Some((0, 3)), "{}", app.stdout);
         assert_eq!(app.counts("logs"), Some((0, 3)), "{}", app.stdout);
-        // The app's two points, and lookout's own lookout.spans.dropped and lookout.logs.dropped.
-        assert_eq!(app.counts("metrics"), Some((0, 4)), "{}", app.stdout);
+        // The app's two points, and lookout's own lookout.spans.dropped, lookout.logs.dropped
+        // and lookout.redacted.
+        assert_eq!(app.counts("metrics"), Some((0, 5)), "{}", app.stdout);
         let (ok, failed, last) = app.trace_stats().expect("stats");
         // Spans are still queued when stats are read; nothing has succeeded either way.
         assert_eq!(ok, 0);
@@ -147,5 +148,5 @@ fn a_collector_that_never_answers_makes_shutdown_hit_its_deadline() {
     // Everything is reported lost, including the metric export abandoned at the deadline.
     assert_eq!(app.counts("traces"), Some((0, 3)), "{}", app.stdout);
     assert_eq!(app.counts("logs"), Some((0, 3)), "{}", app.stdout);
-    assert_eq!(app.counts("metrics"), Some((0, 4)), "{}", app.stdout);
+    assert_eq!(app.counts("metrics"), Some((0, 5)), "{}", app.stdout);
 }

@@ -145,8 +145,9 @@ fn console_exporters_print_every_signal_to_stdout() {
     assert_eq!(app.result(), Some("ok"), "{}", app.stdout);
     assert_eq!(app.counts("traces"), Some((3, 0)));
     assert_eq!(app.counts("logs"), Some((3, 0)));
-    // The app's two points, and lookout's own lookout.spans.dropped and lookout.logs.dropped.
-    assert_eq!(app.counts("metrics"), Some((4, 0)));
+    // The app's two points, and lookout's own lookout.spans.dropped, lookout.logs.dropped and
+    // lookout.redacted.
+    assert_eq!(app.counts("metrics"), Some((5, 0)));
     let name_lines = |name: &str| {
         app.stdout
             .lines()

@@ -58,10 +58,11 @@ const MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 const SLOW_ANSWER: Duration = Duration::from_secs(2);
 
 /// Backoff between retries: exponential from `FIRST_BACKOFF`, at most `MAX_BACKOFF`, with jitter;
-/// at most `MAX_RETRIES`, and never beyond the export timeout.
+/// at most `MAX_RETRIES`, and never beyond the export timeout (the OTLP exporters' recommended
+/// policy: about 0.7 s of waiting in all, so that a refused connection does not hold shutdown).
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
-const MAX_RETRIES: u32 = 5;
+const MAX_BACKOFF: Duration = Duration::from_millis(1600);
+const MAX_RETRIES: u32 = 3;
 
 /// Why an export request did not deliver its items.
 #[derive(Debug, Clone, PartialEq, Eq)]
