@@ -36,8 +36,8 @@ pub mod __private {
     pub use crate::metrics::measure::{Callsite, Guard, IsResult, NotResult, Outcome, Probe};
 }
 
-/// Entry points of the parsers of outside input, for the fuzz targets in `fuzz/`; not a public
-/// API.
+/// Entry points for the fuzz targets in `fuzz/` (the parsers of outside input) and the span
+/// benchmark (the export side's redaction); not a public API.
 #[doc(hidden)]
 pub mod __fuzz {
     /// `OTEL_RESOURCE_ATTRIBUTES` / `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,...`,
