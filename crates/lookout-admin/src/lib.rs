@@ -205,8 +205,10 @@ impl Admin {
     }
 }
 
-/// A running admin server.
+/// A running admin server. Dropping it stops the server at once: keep it, and call
+/// [`shutdown`](Self::shutdown) to drain.
 #[derive(Debug)]
+#[must_use = "dropping an AdminServer stops it at once; keep it and call .shutdown()"]
 pub struct AdminServer {
     addr: SocketAddr,
     stop: watch::Sender<bool>,

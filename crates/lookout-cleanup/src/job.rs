@@ -41,6 +41,7 @@ pub const DEFAULT_FAILURES_BEFORE_DOWN: u32 = 3;
 
 /// Settings of a job; see [`Job::builder`].
 #[derive(Debug)]
+#[must_use = "a job builder does nothing until .spawn() is called"]
 pub struct JobBuilder {
     name: String,
     schedule: Option<Schedule>,

@@ -100,6 +100,7 @@ where
 /// # let _ = db;
 /// ```
 #[derive(Clone)]
+#[must_use = "a check does nothing until it is added to a Health builder"]
 pub struct Check {
     pub(crate) name: String,
     pub(crate) check: Arc<dyn DynCheck>,

@@ -52,6 +52,7 @@ pub(crate) struct Inner {
 
 /// Builds a [`Health`] registry; see [`Health::builder`].
 #[derive(Debug, Default)]
+#[must_use = "a health builder does nothing until .build() is called"]
 pub struct HealthBuilder {
     groups: Vec<String>,
     checks: Vec<Check>,
