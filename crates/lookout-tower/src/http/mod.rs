@@ -6,6 +6,8 @@ mod server;
 pub use client::{ClientRequest, ClientResponse, HttpClient, HttpClientLayer};
 pub use server::{DEFAULT_SKIP, HttpServer, HttpServerFuture, HttpServerLayer};
 
+use std::borrow::Cow;
+
 use http::{HeaderMap, HeaderName, Method, Version};
 
 /// Header names whose values are never captured, whatever the configuration says.
@@ -95,15 +97,21 @@ pub(crate) fn host_and_port(authority: &str) -> Option<(String, Option<u16>)> {
     (!host.is_empty()).then(|| (host.to_owned(), a.port_u16()))
 }
 
-/// Query parameters whose values are secrets: the semantic conventions' list (`url.query`,
-/// `url.full`) and the usual credential names.
-const SENSITIVE_QUERY_KEYS: [&str; 11] = [
+/// Query parameters whose values are secrets (compared in lower case): the semantic conventions'
+/// list for `url.query` and `url.full`, and the usual credential names. The same list as lookout's
+/// export-side redaction (`crates/lookout/src/redact.rs`), which this crate does not depend on.
+const SENSITIVE_QUERY_KEYS: [&str; 16] = [
     "awsaccesskeyid",
     "signature",
     "sig",
     "x-goog-signature",
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
     "token",
     "access_token",
+    "refresh_token",
+    "id_token",
     "api_key",
     "key",
     "password",
@@ -111,21 +119,30 @@ const SENSITIVE_QUERY_KEYS: [&str; 11] = [
     "code",
 ];
 
-/// `url.query` with the values of sensitive parameters replaced by `REDACTED`.
-pub(crate) fn redacted_query(query: &str) -> String {
-    query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((k, _))
-                if SIGNED_QUERY_KEYS.contains(&k)
-                    || SENSITIVE_QUERY_KEYS.contains(&k.to_ascii_lowercase().as_str()) =>
-            {
-                format!("{k}=REDACTED")
-            }
-            _ => pair.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("&")
+fn sensitive(pair: &str) -> bool {
+    pair.split_once('=').is_some_and(|(k, _)| {
+        SENSITIVE_QUERY_KEYS
+            .iter()
+            .any(|s| k.eq_ignore_ascii_case(s))
+    })
+}
+
+/// `url.query` with the values of sensitive parameters replaced by `REDACTED`; borrowed (no
+/// allocation) when there are none, as for most requests.
+pub(crate) fn redacted_query(query: &str) -> Cow<'_, str> {
+    if !query.split('&').any(sensitive) {
+        return Cow::Borrowed(query);
+    }
+    Cow::Owned(
+        query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if sensitive(pair) => format!("{k}=REDACTED"),
+                _ => pair.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("&"),
+    )
 }
 
 /// The `http.request.method` value of `method`.
@@ -216,18 +233,7 @@ pub(crate) fn header_attributes(
     }
 }
 
-/// Query parameters whose values are replaced by `REDACTED` in `url.full` (semantic conventions).
-const SIGNED_QUERY_KEYS: [&str; 7] = [
-    "AWSAccessKeyId",
-    "Signature",
-    "sig",
-    "X-Goog-Signature",
-    "X-Amz-Signature",
-    "X-Amz-Credential",
-    "X-Amz-Security-Token",
-];
-
-/// `url.full` without credentials: user info becomes `REDACTED:REDACTED`, signed query
+/// `url.full` without credentials: user info becomes `REDACTED:REDACTED`, sensitive query
 /// parameters' values `REDACTED`.
 pub(crate) fn redacted_url(url: &str) -> String {
     let (before_query, query) = match url.split_once('?') {

@@ -501,16 +501,9 @@ where
         let authority = parts
             .uri
             .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                parts
-                    .headers
-                    .get(http::header::HOST)?
-                    .to_str()
-                    .ok()
-                    .map(str::to_owned)
-            });
-        if let Some((host, port)) = authority.as_deref().and_then(super::host_and_port) {
+            .map(http::uri::Authority::as_str)
+            .or_else(|| parts.headers.get(http::header::HOST)?.to_str().ok());
+        if let Some((host, port)) = authority.and_then(super::host_and_port) {
             attributes.push(KeyValue::new(
                 semconv::SERVER_ADDRESS,
                 super::bounded(&host, limit),
