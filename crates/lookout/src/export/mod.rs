@@ -352,12 +352,16 @@ fn otlp_client(
 }
 
 #[cfg(any(feature = "grpc", feature = "http"))]
-fn otlp_spans(s: &OtlpSettings, wrap: &Wrap<'_>) -> Result<otlp::OtlpSpans, InitError> {
-    Ok(otlp::OtlpSpans::new(otlp_client(s, Signal::Traces, wrap)?))
+fn otlp_spans(s: &OtlpSettings, wrap: &Wrap<'_>) -> Result<otlp::OtlpExporter, InitError> {
+    Ok(otlp::OtlpExporter::new(otlp_client(
+        s,
+        Signal::Traces,
+        wrap,
+    )?))
 }
 #[cfg(any(feature = "grpc", feature = "http"))]
-fn otlp_logs(s: &OtlpSettings, wrap: &Wrap<'_>) -> Result<otlp::OtlpLogs, InitError> {
-    Ok(otlp::OtlpLogs::new(otlp_client(s, Signal::Logs, wrap)?))
+fn otlp_logs(s: &OtlpSettings, wrap: &Wrap<'_>) -> Result<otlp::OtlpExporter, InitError> {
+    Ok(otlp::OtlpExporter::new(otlp_client(s, Signal::Logs, wrap)?))
 }
 #[cfg(any(feature = "grpc", feature = "http"))]
 fn otlp_metrics(

@@ -452,35 +452,41 @@ fn jitter(max: Duration) -> Duration {
     Duration::from_millis(u64::from(nanos) % max_ms)
 }
 
-/// Spans to OTLP.
+/// Spans or log records to OTLP (the two share everything but the conversion).
 #[derive(Debug)]
-pub(crate) struct OtlpSpans {
+pub(crate) struct OtlpExporter {
     client: Arc<Client>,
     resource: Resource,
 }
 
-impl OtlpSpans {
+impl OtlpExporter {
     pub(crate) fn new(client: Client) -> Self {
         Self {
             client: Arc::new(client),
             resource: Resource::builder_empty().build(),
         }
     }
-}
 
-impl SpanExporter for OtlpSpans {
-    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
-        let resource = ResourceAttributesWithSchema::from(&self.resource);
-        let request = ExportTraceServiceRequest {
-            resource_spans:
-                opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope(
-                    batch, &resource,
-                ),
-        };
+    fn deliver<M: Message>(
+        &self,
+        request: M,
+    ) -> impl Future<Output = OTelSdkResult> + Send + use<M> {
         let client = self.client.clone();
         self.client
             .runtime
             .enter(async move { client.deliver(request).await })
+    }
+}
+
+impl SpanExporter for OtlpExporter {
+    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        let resource = ResourceAttributesWithSchema::from(&self.resource);
+        self.deliver(ExportTraceServiceRequest {
+            resource_spans:
+                opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope(
+                    batch, &resource,
+                ),
+        })
     }
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
         Ok(())
@@ -490,35 +496,15 @@ impl SpanExporter for OtlpSpans {
     }
 }
 
-/// Log records to OTLP.
-#[derive(Debug)]
-pub(crate) struct OtlpLogs {
-    client: Arc<Client>,
-    resource: Resource,
-}
-
-impl OtlpLogs {
-    pub(crate) fn new(client: Client) -> Self {
-        Self {
-            client: Arc::new(client),
-            resource: Resource::builder_empty().build(),
-        }
-    }
-}
-
-impl LogExporter for OtlpLogs {
+impl LogExporter for OtlpExporter {
     fn export(&self, batch: LogBatch<'_>) -> impl Future<Output = OTelSdkResult> + Send {
         let resource = ResourceAttributesWithSchema::from(&self.resource);
-        let request = ExportLogsServiceRequest {
+        self.deliver(ExportLogsServiceRequest {
             resource_logs:
                 opentelemetry_proto::transform::logs::tonic::group_logs_by_resource_and_scope(
                     &batch, &resource,
                 ),
-        };
-        let client = self.client.clone();
-        self.client
-            .runtime
-            .enter(async move { client.deliver(request).await })
+        })
     }
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
         Ok(())
