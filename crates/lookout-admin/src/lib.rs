@@ -12,6 +12,9 @@
 //! | `GET /health`, `/health/{live,ready,startup,group}` | `lookout-health`'s routes, when given one |
 //! | `POST /monitoring/reset` | only when a reset token is set, and then only with `Authorization: Bearer <token>` (401 without, 405 for other methods) |
 //!
+//! Tokens are checked by [`bearer_matches`] (the scheme in any case, the token compared in
+//! constant time); use it for your own admin actions and health-detail authorisers too.
+//!
 //! Everything is read from the OpenTelemetry SDK's own aggregation (a collect on the pull reader
 //! of [`lookout::metrics::Metrics`]); nothing is counted twice.
 //!
