@@ -53,6 +53,27 @@ fn measured_calls_are_the_same_in_the_collector_and_in_prometheus_text() {
     assert_eq!(duration.unit, "s");
     let sum = duration.sum.expect("sum");
     assert!(sum >= 0.012, "four calls of at least 3 ms: {sum}");
+
+    // A library that depends on lookout without its pipeline records into the application's.
+    let quote = |result: &str| {
+        calls
+            .iter()
+            .find(|p| {
+                p.attributes.get("function") == Some(&Value::Str("quote".into()))
+                    && p.attributes.get("result") == Some(&Value::Str(result.into()))
+            })
+            .unwrap_or_else(|| panic!("no quote/{result} in {calls:?}"))
+    };
+    assert_eq!(quote("ok").value, Some(1.0));
+    assert_eq!(quote("error").value, Some(1.0));
+    assert_eq!(
+        quote("ok").attributes["module"],
+        Value::Str("example_pricing_library".into())
+    );
+    assert_eq!(
+        quote("error").attributes["error.type"],
+        Value::Str("example_pricing_library::QuoteError".into())
+    );
     let block = r
         .points("function.calls")
         .into_iter()

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use lookout::metrics::{Baseline, OperationStats, operations_since};
 use lookout::opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
+use opentelemetry_semantic_conventions as semconv;
 use serde_json::{Map, Value as Json, json};
 
 use crate::Admin;
@@ -326,9 +327,9 @@ async fn system(State(admin): State<Admin>) -> Response {
         .filter_map(|o| o.avg.map(|a| a.as_secs_f64() * o.calls as f64))
         .sum();
     let avg = (calls > 0).then(|| Duration::from_secs_f64(weighted / calls as f64));
-    let process = figures(&snapshot, "lookout.process");
+    let process = figures(&snapshot, lookout::metrics::PROCESS_SCOPE);
     let uptime = process
-        .get("process.uptime")
+        .get(semconv::metric::PROCESS_UPTIME)
         .and_then(Json::as_f64)
         .unwrap_or_else(|| admin.inner.started.elapsed().as_secs_f64());
     let (process, runtime): (Map<_, _>, Map<_, _>) = process
@@ -337,7 +338,7 @@ async fn system(State(admin): State<Admin>) -> Response {
     let service = snapshot
         .resource()
         .get(&lookout::opentelemetry::Key::from_static_str(
-            "service.name",
+            semconv::attribute::SERVICE_NAME,
         ))
         .map(|v| v.as_str().into_owned());
     let now = SystemTime::now();

@@ -3,6 +3,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::panic::AssertUnwindSafe;
+
+use opentelemetry_semantic_conventions::attribute as semconv;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -526,16 +528,6 @@ fn unix_secs(t: SystemTime) -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a non-string panic payload".to_owned()
-    }
-}
-
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic never happens while the lock is held; if one did, the state is still usable.
@@ -781,7 +773,7 @@ async fn execute(shared: Arc<Shared>, run: Run) {
         End::Returned(Err(panic)) => (
             Outcome::Failure,
             None,
-            Some(("panic".into(), panic_message(panic.as_ref()))),
+            Some(("panic".into(), lookout::panic_message(panic.as_ref()))),
         ),
         End::Killed => {
             let why = run.reason.get().copied().unwrap_or("cancelled");
@@ -821,11 +813,11 @@ async fn execute(shared: Arc<Shared>, run: Run) {
     let is_error = outcome.is_failure() || outcome == Outcome::Partial;
     if let Some((error_type, message)) = &error {
         if outcome != Outcome::Cancelled {
-            span.record("error.type", error_type.as_str());
+            span.record(semconv::ERROR_TYPE, error_type.as_str());
         }
         if outcome.is_failure() {
-            span.record("otel.status_code", "ERROR");
-            span.record("otel.status_description", message.as_str());
+            span.record(semconv::OTEL_STATUS_CODE, "ERROR");
+            span.record(semconv::OTEL_STATUS_DESCRIPTION, message.as_str());
         }
     }
 

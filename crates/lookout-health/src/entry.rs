@@ -192,7 +192,7 @@ async fn run(entry: Arc<Entry>, inner: Weak<Inner>) {
     let raw = match tokio::time::timeout(timeout, &mut task).await {
         Ok(Ok(result)) => result,
         Ok(Err(e)) if e.is_panic() => {
-            let cause = panic_message(e.into_panic());
+            let cause = lookout::panic_message(&*e.into_panic());
             CheckResult::down(format!("the check panicked: {cause}")).with_error_type("panic")
         }
         Ok(Err(_)) => CheckResult::down("the check was cancelled").with_error_type("cancelled"),
@@ -210,16 +210,6 @@ async fn run(entry: Arc<Entry>, inner: Weak<Inner>) {
     let (changed_from, stored) = entry.finish(raw, duration);
     if let Some(inner) = inner.upgrade() {
         inner.after_run(&entry, changed_from, &stored, start_time);
-    }
-}
-
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a non-string panic payload".to_owned()
     }
 }
 

@@ -25,9 +25,7 @@ pub const STATUS: &str = "health.status";
 pub const OUTCOME: &str = "health.check.outcome";
 
 /// Seconds; the OpenTelemetry HTTP duration buckets, which suit checks bounded by ~1 s.
-const DURATION_BUCKETS: [f64; 14] = [
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
+use lookout::metrics::HTTP_DURATION_BUCKETS as DURATION_BUCKETS;
 
 pub(crate) struct Telemetry {
     runs: Counter<u64>,
@@ -175,7 +173,10 @@ impl Telemetry {
             attributes.push(KeyValue::new("health.status.previous", lower(prev)));
         }
         if let Some(t) = stored.result.error_type() {
-            attributes.push(KeyValue::new("error.type", t.to_owned()));
+            attributes.push(KeyValue::new(
+                opentelemetry_semantic_conventions::attribute::ERROR_TYPE,
+                t.to_owned(),
+            ));
         }
         let builder = trace::SpanBuilder::from_name(format!("health.check {}", check.name))
             .with_kind(SpanKind::Internal)

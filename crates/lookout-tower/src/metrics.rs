@@ -16,9 +16,7 @@ use opentelemetry_semantic_conventions::metric as semconv;
 use crate::http::{HttpMethod, METHODS};
 
 /// Seconds: the semantic conventions' advice for HTTP and RPC durations.
-pub(crate) const DURATION_BUCKETS: [f64; 14] = [
-    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-];
+pub(crate) use lookout::metrics::HTTP_DURATION_BUCKETS as DURATION_BUCKETS;
 
 /// Bytes: powers of 4 from 64 B to 64 MiB.
 const SIZE_BUCKETS: [f64; 11] = [

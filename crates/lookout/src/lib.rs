@@ -1,30 +1,65 @@
 #![doc = include_str!("../README.md")]
 
+mod contain;
+mod measure;
+
+#[cfg(feature = "sdk")]
 mod admin_addr;
+#[cfg(feature = "sdk")]
 mod config;
+#[cfg(feature = "sdk")]
 mod console;
+#[cfg(feature = "sdk")]
 mod error;
+#[cfg(feature = "sdk")]
 mod export;
+#[cfg(feature = "sdk")]
 mod limits;
+#[cfg(feature = "sdk")]
 pub mod metrics;
+/// What a library records through (without the `sdk` feature): the application's pipeline
+/// collects and exports it.
+#[cfg(not(feature = "sdk"))]
+pub mod metrics {
+    pub use crate::contain::contained;
+    pub use crate::measure::{
+        DURATION_BUCKETS, HTTP_DURATION_BUCKETS, LANE_CAPACITY, MAX_TIMER_NAMES, Timer, timer,
+    };
+}
+#[cfg(feature = "sdk")]
 mod propagation;
+#[cfg(feature = "sdk")]
 mod redact;
+#[cfg(feature = "sdk")]
 mod resource;
+#[cfg(feature = "sdk")]
 mod stats;
+#[cfg(feature = "sdk")]
 mod telemetry;
+#[cfg(feature = "sdk")]
 mod u64_fields;
+#[cfg(feature = "sdk")]
 mod w3c;
 
+pub use contain::{contained, panic_message};
+pub use measure::{Timer, timer};
+
+#[cfg(feature = "sdk")]
 pub use admin_addr::{AdminAddrError, DEFAULT_ADMIN_ADDR, admin_addr};
+#[cfg(feature = "sdk")]
 pub use config::{
     BatchSettings, Compression, ConfigWarning, ConsoleFormat, ExporterKind, HistogramAggregation,
     Limits, OtlpOptions, Propagator, Protocol, SamplerConfig, Signal, TemporalityPreference,
 };
+#[cfg(feature = "sdk")]
 pub use error::{InitError, ShutdownError};
-pub use metrics::{Timer, timer};
+#[cfg(feature = "sdk")]
 pub use propagation::propagator;
+#[cfg(feature = "sdk")]
 pub use redact::{REDACTED, Redaction};
+#[cfg(feature = "sdk")]
 pub use stats::{LastError, SignalStats, Stats, stats};
+#[cfg(feature = "sdk")]
 pub use telemetry::{ShutdownReport, SignalReport, Telemetry, TelemetryBuilder, init};
 
 #[cfg(feature = "macros")]
@@ -33,12 +68,13 @@ pub use lookout_macros::measured;
 /// What `#[measured]` expands to; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::metrics::measure::{Callsite, Guard, IsResult, NotResult, Outcome, Probe};
+    pub use crate::measure::{Callsite, Guard, IsResult, NotResult, Outcome, Probe};
 }
 
 /// Entry points for the fuzz targets in `fuzz/` (the parsers of outside input) and the span
 /// benchmark (the export side's redaction); not a public API.
 #[doc(hidden)]
+#[cfg(feature = "sdk")]
 pub mod __fuzz {
     /// `OTEL_RESOURCE_ATTRIBUTES` / `OTEL_EXPORTER_OTLP_HEADERS` (`key=value,...`,
     /// percent-decoded), then each pair as an HTTP header the way the OTLP clients build them.
@@ -121,7 +157,8 @@ pub mod __fuzz {
 
 // The exact versions lookout is built with, so users never mix incompatible ones.
 pub use opentelemetry;
+#[cfg(feature = "sdk")]
 pub use opentelemetry_appender_tracing;
-pub use opentelemetry_otlp;
+#[cfg(feature = "sdk")]
 pub use opentelemetry_sdk;
 pub use tracing_opentelemetry;

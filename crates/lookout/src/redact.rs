@@ -24,6 +24,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use opentelemetry_semantic_conventions::attribute::{URL_FULL, URL_QUERY};
 
 /// What replaces a secret.
 pub const REDACTED: &str = "REDACTED";
@@ -222,8 +223,8 @@ impl Redaction {
                 continue;
             }
             match kv.key.as_str() {
-                "url.full" | "url.query" => {
-                    if kv.key == "url.full" {
+                URL_FULL | URL_QUERY => {
+                    if kv.key == URL_FULL {
                         self.string(value, redact_url);
                     } else {
                         self.string(value, redact_query);

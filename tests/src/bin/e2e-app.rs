@@ -196,6 +196,10 @@ fn measured_calls() {
     for amount in [10, 20, 500, 30] {
         let _ = pay(amount);
     }
+    // A library's measured function (lookout without default features there): two calls, one
+    // refused.
+    let _ = example_pricing_library::quote(3, 250);
+    let _ = example_pricing_library::quote(0, 250);
     {
         let _t = lookout::timer("e2e.block");
         std::thread::sleep(Duration::from_millis(1));

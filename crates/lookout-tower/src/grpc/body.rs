@@ -37,7 +37,10 @@ impl Finish {
             code != 0
         };
         if error {
-            self.span.record("otel.status_code", "ERROR");
+            self.span.record(
+                opentelemetry_semantic_conventions::attribute::OTEL_STATUS_CODE,
+                "ERROR",
+            );
         }
         self.attributes
             .push(KeyValue::new(RPC_GRPC_STATUS_CODE, code));

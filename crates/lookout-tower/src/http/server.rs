@@ -304,7 +304,7 @@ impl Tracked {
                     let mut attrs = Vec::new();
                     header_attributes(
                         &mut attrs,
-                        "http.response.header",
+                        semconv::HTTP_RESPONSE_HEADER,
                         &config.response_headers,
                         resp.headers(),
                         config.attribute_limit,
@@ -419,7 +419,7 @@ where
                 Ok(Poll::Pending) => return Poll::Pending,
                 Ok(Poll::Ready(r)) => Some(r),
                 Err(panic) => {
-                    let message = panic_message(&panic);
+                    let message = lookout::panic_message(&*panic);
                     tracing::error!(
                         target: "lookout_tower",
                         panic = %message,
@@ -530,7 +530,7 @@ where
         }
         header_attributes(
             &mut attributes,
-            "http.request.header",
+            semconv::HTTP_REQUEST_HEADER,
             &config.request_headers,
             &parts.headers,
             limit,
@@ -581,16 +581,6 @@ where
             inner,
             state: State::Tracked(tracked),
         }
-    }
-}
-
-pub(crate) fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a non-string panic payload".to_owned()
     }
 }
 

@@ -9,13 +9,12 @@
 //! aggregations).
 
 mod guarded;
-pub(crate) mod measure;
 mod operations;
 mod pipeline;
 mod process;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -26,11 +25,16 @@ use opentelemetry_sdk::metrics::{
     Temporality,
 };
 
+pub use crate::contain::contained;
+pub(crate) use crate::contain::run_contained;
+pub use crate::measure::{
+    DURATION_BUCKETS, HTTP_DURATION_BUCKETS, LANE_CAPACITY, MAX_TIMER_NAMES, Timer, timer,
+};
 /// OpenMetrics exemplars of lookout's duration histograms (`function.duration`,
 /// `http.server.request.duration`): what `/metrics` prints after a bucket.
 pub use lookout_exemplars as exemplars;
-pub use measure::{DURATION_BUCKETS, LANE_CAPACITY, MAX_TIMER_NAMES, Timer, timer};
 pub use operations::{Baseline, OperationStats, operations, operations_since};
+pub use process::PROCESS_SCOPE;
 pub use process::ProcessMetricsError;
 
 /// The OpenTelemetry specification's default: at most this many attribute sets per instrument;
@@ -134,54 +138,6 @@ fn poison(cause: &str) -> opentelemetry_sdk::error::OTelSdkError {
         tracing::warn!(target: "lookout", "{message}");
     }
     opentelemetry_sdk::error::OTelSdkError::InternalFailure(message)
-}
-
-/// Wraps an observable instrument's callback so that a panic inside it is caught: the collection
-/// goes on without that instrument's values (and the SDK's pipeline is not poisoned), and the panic
-/// is said once in a WARN naming `name`. lookout registers its own callbacks this way.
-///
-/// ```
-/// use lookout::opentelemetry::metrics::MeterProvider as _;
-/// let metrics = lookout::metrics::Metrics::in_memory(
-///     lookout::opentelemetry_sdk::Resource::builder_empty().build(),
-/// );
-/// let _queue = metrics
-///     .provider()
-///     .meter("app")
-///     .u64_observable_gauge("queue.depth")
-///     .with_callback(lookout::metrics::contained("queue.depth", |o| o.observe(3, &[])))
-///     .build();
-/// assert!(metrics.collect().is_ok());
-/// ```
-pub fn contained<T, F>(
-    name: &'static str,
-    callback: F,
-) -> impl Fn(&dyn opentelemetry::metrics::AsyncInstrument<T>) + Send + Sync + 'static
-where
-    F: Fn(&dyn opentelemetry::metrics::AsyncInstrument<T>) + Send + Sync + 'static,
-{
-    let warned = std::sync::atomic::AtomicBool::new(false);
-    move |observer| run_contained(name, &warned, || callback(observer))
-}
-
-/// Runs a callback, catching a panic; the first one is said in a WARN naming the instrument.
-pub(crate) fn run_contained(name: &str, warned: &std::sync::atomic::AtomicBool, f: impl FnOnce()) {
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    if let Err(panic) = caught
-        && !warned.swap(true, std::sync::atomic::Ordering::Relaxed)
-    {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".to_owned());
-        tracing::warn!(
-            target: "lookout",
-            instrument = %name,
-            "the callback of the observable instrument {name} panicked ({what}); its values are \
-             left out of this and every collection in which it panics (said once)"
-        );
-    }
 }
 
 /// A meter provider together with a pull reader: what [`crate::init`] builds, and what the admin
@@ -291,7 +247,7 @@ impl Metrics {
         let mut rm = ResourceMetrics::default();
         // The collection's callbacks drain the call sites' lanes too, unless a view dropped
         // every observable `function.*` instrument: then this is what makes the snapshot exact.
-        measure::drain_all();
+        crate::measure::drain_all();
         let collected =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.pull.collect(&mut rm)));
         match collected {
@@ -327,7 +283,7 @@ impl Metrics {
         // meter kept from poisoning it (see `guarded`).
         opentelemetry::global::set_meter_provider(guarded::GuardedProvider(self.provider.clone()));
         *GLOBAL.write().unwrap_or_else(|e| e.into_inner()) = Some(self.clone());
-        GENERATION.fetch_add(1, Ordering::Release);
+        crate::measure::GENERATION.fetch_add(1, Ordering::Release);
     }
 
     /// Registers process metrics (CPU time and utilisation, memory, file descriptors, threads,
@@ -346,10 +302,6 @@ impl Metrics {
 }
 
 static GLOBAL: RwLock<Option<Metrics>> = RwLock::new(None);
-
-/// Bumped whenever the global meter provider changes, so instruments bound by `#[measured]`
-/// call sites are rebound to the new provider.
-pub(crate) static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 /// The metrics installed by [`crate::init`] (or [`Metrics::install`]); `None` before that, after
 /// shutdown, or when the SDK is disabled.

@@ -9,7 +9,7 @@ use opentelemetry_sdk::metrics::data::{
     AggregatedMetrics, HistogramDataPoint, MetricData, ResourceMetrics,
 };
 
-use super::measure::{CALLS, CONCURRENT, DURATION, LAST_CALL};
+use crate::measure::{CALLS, CONCURRENT, DURATION, LAST_CALL};
 
 /// What one measured function or timed operation has done.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,7 +124,9 @@ fn read(snapshot: &ResourceMetrics) -> HashMap<Key, Raw> {
                     if result == Some("error") {
                         let ty = rest
                             .iter()
-                            .find(|(k, _)| k == "error.type")
+                            .find(|(k, _)| {
+                                k == opentelemetry_semantic_conventions::attribute::ERROR_TYPE
+                            })
                             .map(|(_, v)| v.clone())
                             .unwrap_or_default();
                         *raw.errors.entry(ty).or_default() += p.value();

@@ -27,9 +27,13 @@ pub enum ProcessMetricsError {
     Proc(String),
 }
 
+/// The instrumentation scope of the process and runtime metrics (what the admin endpoints read
+/// them back by).
+pub const PROCESS_SCOPE: &str = "lookout.process";
+
 fn meter(provider: &SdkMeterProvider) -> Meter {
     provider.meter_with_scope(
-        InstrumentationScope::builder("lookout.process")
+        InstrumentationScope::builder(PROCESS_SCOPE)
             .with_version(env!("CARGO_PKG_VERSION"))
             .build(),
     )

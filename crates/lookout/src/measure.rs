@@ -32,8 +32,11 @@ use quanta::Clock;
 use opentelemetry::InstrumentationScope;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{BoundCounter, BoundHistogram, Counter, Histogram};
+use opentelemetry_semantic_conventions::attribute::ERROR_TYPE;
 
-use super::GENERATION;
+/// Bumped whenever the global meter provider changes, so instruments bound by `#[measured]`
+/// call sites are rebound to the new provider.
+pub(crate) static GENERATION: AtomicU64 = AtomicU64::new(0);
 
 pub(crate) const CALLS: &str = "function.calls";
 pub(crate) const DURATION: &str = "function.duration";
@@ -45,6 +48,13 @@ pub(crate) const LAST_CALL: &str = "function.last_call.timestamp";
 pub const DURATION_BUCKETS: [f64; 19] = [
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
     0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Seconds: the semantic conventions' advice for `http.server.request.duration`,
+/// `http.client.request.duration` and the RPC durations (lookout-tower's layers), also used for
+/// health check durations (lookout-health): checks are bounded by about a second.
+pub const HTTP_DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
 /// The instruments of one meter provider (one [`GENERATION`]).
@@ -87,7 +97,7 @@ fn instruments(generation: u64) -> Arc<Instruments> {
         .i64_observable_up_down_counter(CONCURRENT)
         .with_description("Calls of measured functions in progress.")
         .with_unit("{call}")
-        .with_callback(super::contained(CONCURRENT, |observer| {
+        .with_callback(crate::contain::contained(CONCURRENT, |observer| {
             // Runs before the SDK reads any aggregation: the lanes' pending calls go in first.
             drain_all();
             let sites = SITES.lock().unwrap_or_else(|e| e.into_inner());
@@ -102,7 +112,7 @@ fn instruments(generation: u64) -> Arc<Instruments> {
             "When a call of a measured function or timed operation last finished (Unix time).",
         )
         .with_unit("s")
-        .with_callback(super::contained(LAST_CALL, |observer| {
+        .with_callback(crate::contain::contained(LAST_CALL, |observer| {
             let sites = SITES.lock().unwrap_or_else(|e| e.into_inner());
             for site in sites.iter() {
                 let raw = site.last_call();
@@ -332,7 +342,7 @@ impl Callsite {
         let mut attributes = self.attributes();
         attributes.push(KeyValue::new("result", "error"));
         if let Some(t) = error_type {
-            attributes.push(KeyValue::new("error.type", t));
+            attributes.push(KeyValue::new(ERROR_TYPE, t));
         }
         b.instruments.calls.add(1, &attributes);
     }
@@ -758,7 +768,7 @@ impl Drop for Timer {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sdk"))]
 mod tests {
     use super::*;
 
@@ -768,9 +778,9 @@ mod tests {
     /// These tests install global providers: one at a time.
     static GLOBAL_PROVIDER: Mutex<()> = Mutex::new(());
 
-    fn calls(metrics: &super::super::Metrics, name: &str) -> u64 {
+    fn calls(metrics: &crate::metrics::Metrics, name: &str) -> u64 {
         let snapshot = metrics.collect().expect("collect");
-        super::super::operations(&snapshot)
+        crate::metrics::operations(&snapshot)
             .into_iter()
             .find(|o| o.name == name)
             .map_or(0, |o| o.calls)
@@ -780,10 +790,10 @@ mod tests {
     fn a_replaced_provider_gets_the_calls_after_it_and_its_collection_drains_them() {
         let _one_at_a_time = GLOBAL_PROVIDER.lock().unwrap_or_else(|e| e.into_inner());
         let resource = || opentelemetry_sdk::Resource::builder_empty().build();
-        let first = super::super::Metrics::in_memory(resource());
+        let first = crate::metrics::Metrics::in_memory(resource());
         first.install();
         REBOUND_SITE.start().finish(Outcome::Ok);
-        let second = super::super::Metrics::in_memory(resource());
+        let second = crate::metrics::Metrics::in_memory(resource());
         second.install();
         // A collection of the new provider runs its callbacks (which drain every call site)
         // while this thread binds the site to it: neither waits for the other.
@@ -805,8 +815,9 @@ mod tests {
     #[test]
     fn exited_threads_leave_no_lanes_and_keep_their_counts() {
         let _one_at_a_time = GLOBAL_PROVIDER.lock().unwrap_or_else(|e| e.into_inner());
-        let metrics =
-            super::super::Metrics::in_memory(opentelemetry_sdk::Resource::builder_empty().build());
+        let metrics = crate::metrics::Metrics::in_memory(
+            opentelemetry_sdk::Resource::builder_empty().build(),
+        );
         metrics.install();
         // 200 threads, one after another; each makes a lane, and one call stays in progress
         // (its guard leaked) so that what a lane counted must survive the lane.
