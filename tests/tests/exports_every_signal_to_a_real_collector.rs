@@ -14,7 +14,25 @@ fn check(protocol: &str, runtime: &str) {
     check_with(protocol, runtime, &[]);
 }
 
-fn check_with(protocol: &str, runtime: &str, extra: &[(&str, &str)]) {
+/// `Telemetry::builder().layer()` in the program's own registry, beside a layer of its own: the
+/// exports are exactly those of `init()` (every assertion of `check_with`), and the program's layer
+/// sees every span and event, the debug one lookout's filter keeps from lookout's layers included.
+#[test]
+fn from_lookouts_layer_in_a_registry_with_a_second_layer() {
+    for protocol in ["grpc", "http/protobuf"] {
+        let app = check_with(protocol, "none", &[("E2E_OWN_REGISTRY", "1")]);
+        let seen = app
+            .stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("USER_LAYER "))
+            .unwrap_or_else(|| panic!("no USER_LAYER line:\n{}", app.stdout));
+        // The program's 3 spans; its 2 events lookout exports and the debug one lookout's filter
+        // keeps from lookout's layers; lookout's "telemetry started", said through this registry.
+        assert_eq!(seen, "spans=3 events=3 lookout=1", "{}", app.stdout);
+    }
+}
+
+fn check_with(protocol: &str, runtime: &str, extra: &[(&str, &str)]) -> lookout_e2e::Run {
     // rotel 0.0.1a15's OTLP/JSON decoder rejects 64-bit integers written as strings
     // (`"asInt":"3"`), which the protobuf JSON mapping prescribes and opentelemetry-proto writes;
     // over http/json only the metric names can be checked against it.
@@ -106,7 +124,7 @@ fn check_with(protocol: &str, runtime: &str, extra: &[(&str, &str)]) {
     );
 
     if !metric_values {
-        return;
+        return app;
     }
     // Metric points.
     let r = collector
@@ -123,6 +141,7 @@ fn check_with(protocol: &str, runtime: &str, extra: &[(&str, &str)]) {
     assert_eq!(requests[0].unit, "{request}");
     let latency = r.points("e2e.latency");
     assert_eq!((latency[0].count, latency[0].sum), (Some(1), Some(0.25)));
+    app
 }
 
 #[test]

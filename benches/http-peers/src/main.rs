@@ -50,7 +50,7 @@ async fn serve(mode: &str, addr: &str) -> Result<(), Box<dyn std::error::Error>>
                     let _ = tokio::signal::ctrl_c().await;
                 })
                 .await?;
-            let report = match telemetry.shutdown() {
+            let report = match telemetry.shutdown().await {
                 Ok(report) => report,
                 Err(
                     lookout::ShutdownError::DataLost { report }

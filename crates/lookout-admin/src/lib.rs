@@ -40,6 +40,7 @@
 //! ```
 
 mod auth;
+mod lifecycle;
 pub mod prometheus;
 mod routes;
 mod serve;
@@ -53,6 +54,7 @@ use lookout::metrics::{Baseline, Metrics};
 use tokio::sync::watch;
 
 pub use auth::{bearer_matches, bearer_token};
+pub use lifecycle::{Lifecycle, shutdown_signal};
 pub use prometheus::Format;
 pub use serve::{ServeOptions, Stopped, serve};
 
@@ -68,6 +70,16 @@ pub enum AdminError {
     /// `LOOKOUT_ADMIN_ADDR` is not an address.
     #[error(transparent)]
     Addr(#[from] lookout::AdminAddrError),
+    /// A server's address could not be bound ([`Lifecycle::serve`]).
+    #[error(
+        "cannot listen on {addr}: {source}; is another process listening there? choose a free address (port 0 picks one)"
+    )]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The address could not be bound.
     #[error(
         "cannot listen on {addr} for the admin endpoints: {source}; set LOOKOUT_ADMIN_ADDR to a free address"

@@ -127,7 +127,7 @@ async fn one_trace_across_http_and_grpc_hops() {
     .instrument(tracing::info_span!("grpc caller"))
     .await;
 
-    telemetry.shutdown().expect("flushed");
+    telemetry.shutdown().await.expect("flushed");
     let received = collector
         .wait_for(Duration::from_secs(20), |r| {
             r.spans.len() >= 8 && !r.points("rpc.server.duration").is_empty()

@@ -75,7 +75,7 @@ fn spans(c: &mut Criterion) {
         .expect("init");
     group.bench_function("lookout", |b| b.iter(one_span));
     group.finish();
-    drop(telemetry.shutdown());
+    drop(telemetry.blocking_shutdown());
 }
 
 /// The export side's redaction (lookout's OTLP client, on the export thread): a batch of 512

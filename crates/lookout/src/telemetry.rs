@@ -1,7 +1,7 @@
 //! `Telemetry::builder()`, the pipeline it installs, and the guard that shuts it down.
 
 use std::fmt;
-use std::sync::{Mutex, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use opentelemetry::trace::TracerProvider as _;
@@ -10,6 +10,7 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{Layer, Registry};
 
 use crate::config::{
@@ -255,14 +256,74 @@ impl TelemetryBuilder {
     /// Starts telemetry and installs it as the global `tracing` subscriber, tracer, meter and
     /// propagator. Call once, first thing in `main`; keep the guard until the end.
     ///
-    /// Needs no async runtime: exports run on lookout's own thread.
+    /// Needs no async runtime: exports run on lookout's own thread. To keep your own subscriber
+    /// (other layers beside lookout's), use [`layer`](Self::layer) instead.
     pub fn init(self) -> Result<Telemetry, InitError> {
+        let mut started = self.start()?;
+        // The filter is the subscriber's global filter here: no per-layer bookkeeping on any span.
+        let subscriber = Registry::default().with(started.filter.take());
+        let subscriber = subscriber.with(started.console());
+        let subscriber = subscriber.with(started.export());
+        tracing::subscriber::set_global_default(subscriber)
+            .map_err(|_| InitError::AlreadyInitialized)?;
+        let mut telemetry = started.telemetry;
+        telemetry.install().say();
+        Ok(telemetry)
+    }
+
+    /// Starts telemetry like [`init`](Self::init) (the global tracer, meter and propagator are
+    /// lookout's) but leaves the `tracing` subscriber to you: returns lookout's layers as one
+    /// [`Layer`] — the console output and the span and log export, behind lookout's filter
+    /// (`RUST_LOG` / [`filter`](Self::filter)) — and the guard. Put the layer into your own
+    /// registry beside tokio-console, Sentry, a file appender or your own fmt layer:
+    ///
+    /// ```no_run
+    /// use tracing_subscriber::layer::SubscriberExt as _;
+    /// use tracing_subscriber::util::SubscriberInitExt as _;
+    ///
+    /// let (lookout_layer, telemetry) = lookout::Telemetry::builder()
+    ///     .console(lookout::ConsoleFormat::Off)
+    ///     .layer()?;
+    /// tracing_subscriber::registry()
+    ///     .with(lookout_layer)
+    ///     .with(tracing_subscriber::fmt::layer().json()) // yours, unfiltered by lookout
+    ///     .init();
+    /// // ...
+    /// let _ = telemetry.blocking_shutdown();
+    /// # Ok::<(), lookout::InitError>(())
+    /// ```
+    ///
+    /// lookout's filter applies to lookout's layers only (a per-layer filter), so your layers see
+    /// what their own filters let through. The spans and logs exported are the same as with
+    /// [`init`](Self::init). Call it once: the global tracer and meter are replaced by a second
+    /// call.
+    pub fn layer<S>(self) -> Result<(impl Layer<S> + Send + Sync + 'static, Telemetry), InitError>
+    where
+        S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+    {
+        let mut started = self.start()?;
+        let filter = started.filter.take();
+        let (console, export) = (started.console(), started.export());
+        let mut telemetry = started.telemetry;
+        let announce = Announce {
+            pending: Mutex::new(Some(telemetry.install())),
+            saying: telemetry.inner.announcing.clone(),
+        };
+        // One per-layer filter around all of it: tracing-subscriber combines the interest of a
+        // filtered layer nested beside an unfiltered one wrongly (the user's layers then miss
+        // what lookout's filter rejects).
+        let layer = Layer::and_then(announce, Layer::and_then(console, export)).with_filter(filter);
+        Ok((layer, telemetry))
+    }
+
+    /// What [`init`](Self::init) and [`layer`](Self::layer) share: the settings resolved, the
+    /// pipeline built, lookout's layers made. Nothing is installed yet.
+    fn start(self) -> Result<Started, InitError> {
         let (settings, warnings) = Settings::resolve(&self.o, &self.env)?;
 
         let filter = EnvFilter::builder()
             .parse(&settings.filter)
             .unwrap_or_else(|_| EnvFilter::new("info"));
-        let console = crate::console::layer(settings.console, settings.console_spans);
 
         let providers = if settings.disabled {
             None
@@ -276,8 +337,139 @@ impl TelemetryBuilder {
             .and_then(|p| p.tracer.as_ref())
             .map(|tp| tp.tracer("lookout"));
         let logger = providers.as_ref().and_then(|p| p.logger.clone());
-        // The export layers share one filter: per-layer filters cost bookkeeping on every span.
-        let span_layer = tracer.map(|tracer| {
+        let console = (settings.console, settings.console_spans);
+
+        let telemetry = Telemetry {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State {
+                    providers,
+                    outcome: None,
+                }),
+                announcing: Arc::default(),
+                shutdown_timeout: settings.shutdown_timeout,
+                warnings,
+                destinations: Signal::ALL.map(|s| {
+                    if settings.disabled {
+                        "disabled".to_owned()
+                    } else {
+                        settings.destination(s)
+                    }
+                }),
+            }),
+            settings: Some(settings),
+        };
+        Ok(Started {
+            filter: Some(filter),
+            console,
+            tracer,
+            logger,
+            span_location: self.span_location,
+            span_threads: self.span_threads,
+            span_busy_idle: self.span_busy_idle,
+            telemetry,
+        })
+    }
+}
+
+/// What lookout says when it starts: the destinations, every configuration warning, a failure
+/// to register process metrics.
+#[derive(Debug, Default)]
+struct Announcement {
+    settings: Option<Settings>,
+    warnings: Vec<ConfigWarning>,
+    process_metrics: Option<String>,
+}
+
+impl Announcement {
+    /// Says it through the current subscriber.
+    fn say(self) {
+        if let Some(e) = &self.process_metrics {
+            tracing::warn!(target: "lookout", "{e}");
+        }
+        for w in &self.warnings {
+            tracing::warn!(target: "lookout::config", variable = %w.variable, "{}", w.message);
+        }
+        if let Some(settings) = &self.settings {
+            log_start(settings);
+        }
+    }
+}
+
+/// Part of the layer [`TelemetryBuilder::layer`] returns: says the [`Announcement`] through the
+/// user's subscriber once it is built. Not from `on_register_dispatch` itself, which runs while
+/// tracing holds its dispatcher list locked (a first event there would deadlock on it), but from
+/// a thread, once the subscriber is the global default (`set_global_default` returns right after
+/// registering it). A scoped `with_default` on that thread is the last resort, after a second:
+/// while one is active anywhere, every thread's nested dispatcher lookups (tracing-opentelemetry's
+/// `get_otel_context` inside a layer callback) see no subscriber. [`Telemetry`]'s shutdown waits
+/// for the thread.
+const ANNOUNCE_WAIT: Duration = Duration::from_secs(1);
+
+struct Announce {
+    pending: Mutex<Option<Announcement>>,
+    saying: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+impl<S: tracing::Subscriber> Layer<S> for Announce {
+    fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        let Some(announcement) = self
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let dispatch = subscriber.clone();
+        let spawned = std::thread::Builder::new()
+            .name("lookout-announce".into())
+            .spawn(move || {
+                let waited = Instant::now();
+                while !tracing::dispatcher::has_been_set() && waited.elapsed() < ANNOUNCE_WAIT {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                if tracing::dispatcher::has_been_set() {
+                    announcement.say();
+                } else {
+                    tracing::dispatcher::with_default(&dispatch, || announcement.say());
+                }
+            });
+        if let Ok(handle) = spawned {
+            *self.saying.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+        }
+    }
+}
+
+/// The pipeline started and the guard made, before anything is installed; makes lookout's layers
+/// for whichever subscriber they go into.
+struct Started {
+    /// `RUST_LOG` / the builder's directives (taken by the composition).
+    filter: Option<EnvFilter>,
+    console: (ConsoleFormat, bool),
+    tracer: Option<opentelemetry_sdk::trace::Tracer>,
+    logger: Option<SdkLoggerProvider>,
+    span_location: bool,
+    span_threads: bool,
+    span_busy_idle: bool,
+    telemetry: Telemetry,
+}
+
+impl Started {
+    /// The console lines (`None` when off).
+    fn console<S>(&self) -> impl Layer<S> + Send + Sync + 'static + use<S>
+    where
+        S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+    {
+        crate::console::layer(self.console.0, self.console.1)
+    }
+
+    /// The span and log export, behind [`NotInternal`]. The export layers share one filter:
+    /// per-layer filters cost bookkeeping on every span.
+    fn export<S>(&self) -> impl Layer<S> + Send + Sync + 'static + use<S>
+    where
+        S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+    {
+        let span_layer = self.tracer.clone().map(|tracer| {
             tracing_opentelemetry::layer()
                 .with_tracer(tracer)
                 .with_location(self.span_location)
@@ -285,54 +477,11 @@ impl TelemetryBuilder {
                 .with_tracked_inactivity(self.span_busy_idle)
         });
         let u64_fix = span_layer.is_some().then_some(crate::u64_fields::U64Fields);
-        let log_layer = logger
+        let log_layer = self
+            .logger
             .as_ref()
             .map(opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new);
-        let export_layers = Layer::and_then(Layer::and_then(span_layer, u64_fix), log_layer)
-            .with_filter(NotInternal);
-        let subscriber = Registry::default()
-            .with(filter)
-            .with(console)
-            .with(export_layers);
-        tracing::subscriber::set_global_default(subscriber)
-            .map_err(|_| InitError::AlreadyInitialized)?;
-
-        opentelemetry::global::set_text_map_propagator(crate::propagation::composite(
-            &settings.propagators,
-        ));
-        if let Some(p) = &providers {
-            if let Some(tp) = &p.tracer {
-                opentelemetry::global::set_tracer_provider(tp.clone());
-            }
-            p.metrics.install();
-            p.metrics.register_pipeline_metrics();
-            if settings.process_metrics
-                && let Err(e) = p.metrics.register_process_metrics()
-            {
-                tracing::warn!(target: "lookout", "{e}");
-            }
-        }
-
-        for w in &warnings {
-            tracing::warn!(target: "lookout::config", variable = %w.variable, "{}", w.message);
-        }
-        log_start(&settings);
-
-        Ok(Telemetry {
-            state: Mutex::new(State {
-                providers,
-                outcome: None,
-            }),
-            shutdown_timeout: settings.shutdown_timeout,
-            warnings,
-            destinations: Signal::ALL.map(|s| {
-                if settings.disabled {
-                    "disabled".to_owned()
-                } else {
-                    settings.destination(s)
-                }
-            }),
-        })
+        Layer::and_then(Layer::and_then(span_layer, u64_fix), log_layer).with_filter(NotInternal)
     }
 }
 
@@ -360,7 +509,15 @@ struct State {
 /// dropping it) flushes every signal within the shutdown deadline.
 #[must_use = "dropping the guard shuts telemetry down at once; keep it until the end of main"]
 pub struct Telemetry {
+    inner: Arc<Inner>,
+    /// Until [`installed`](Self::installed): what it says when it starts.
+    settings: Option<Settings>,
+}
+
+struct Inner {
     state: Mutex<State>,
+    /// The thread saying the start through the user's subscriber ([`Announce`]).
+    announcing: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
     shutdown_timeout: Duration,
     warnings: Vec<ConfigWarning>,
     /// Where each signal goes, for `Debug` (never with header values).
@@ -369,15 +526,16 @@ pub struct Telemetry {
 
 impl fmt::Debug for Telemetry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.lock();
+        let this = &self.inner;
+        let state = this.lock();
         let running = state.providers.is_some();
         f.debug_struct("Telemetry")
-            .field("traces", &self.destinations[0])
-            .field("metrics", &self.destinations[1])
-            .field("logs", &self.destinations[2])
+            .field("traces", &this.destinations[0])
+            .field("metrics", &this.destinations[1])
+            .field("logs", &this.destinations[2])
             .field("running", &running)
-            .field("shutdown_timeout", &self.shutdown_timeout)
-            .field("warnings", &self.warnings.len())
+            .field("shutdown_timeout", &this.shutdown_timeout)
+            .field("warnings", &this.warnings.len())
             .finish()
     }
 }
@@ -388,14 +546,44 @@ impl Telemetry {
         TelemetryBuilder::default()
     }
 
+    /// Installs the global propagator, tracer and meter providers. Returns what is to be said
+    /// about the start (through the subscriber lookout's layers are in, once it exists).
+    fn install(&mut self) -> Announcement {
+        let Some(settings) = self.settings.take() else {
+            return Announcement::default();
+        };
+        opentelemetry::global::set_text_map_propagator(crate::propagation::composite(
+            &settings.propagators,
+        ));
+        let mut process_metrics = None;
+        if let Some(p) = &self.inner.lock().providers {
+            if let Some(tp) = &p.tracer {
+                opentelemetry::global::set_tracer_provider(tp.clone());
+            }
+            p.metrics.install();
+            p.metrics.register_pipeline_metrics();
+            if settings.process_metrics
+                && let Err(e) = p.metrics.register_process_metrics()
+            {
+                process_metrics = Some(e.to_string());
+            }
+        }
+        Announcement {
+            settings: Some(settings),
+            warnings: self.inner.warnings.clone(),
+            process_metrics,
+        }
+    }
+
     /// The configuration values that were unusable and replaced by defaults.
     pub fn warnings(&self) -> &[ConfigWarning] {
-        &self.warnings
+        &self.inner.warnings
     }
 
     /// The tracer provider (`None` when disabled or after shutdown).
     pub fn tracer_provider(&self) -> Option<SdkTracerProvider> {
-        self.lock()
+        self.inner
+            .lock()
             .providers
             .as_ref()
             .and_then(|p| p.tracer.clone())
@@ -403,33 +591,91 @@ impl Telemetry {
 
     /// The meter provider (`None` when metrics are disabled or after shutdown).
     pub fn meter_provider(&self) -> Option<SdkMeterProvider> {
-        self.lock().providers.as_ref().and_then(|p| p.meter.clone())
+        self.inner
+            .lock()
+            .providers
+            .as_ref()
+            .and_then(|p| p.meter.clone())
     }
 
     /// The meter provider with its pull reader, for reading metrics back (`None` when the SDK is
     /// disabled or after shutdown). Built even when no metrics are exported.
     pub fn metrics(&self) -> Option<crate::metrics::Metrics> {
-        self.lock().providers.as_ref().map(|p| p.metrics.clone())
+        self.inner
+            .lock()
+            .providers
+            .as_ref()
+            .map(|p| p.metrics.clone())
     }
 
     /// The logger provider (`None` when logs are disabled or after shutdown).
     pub fn logger_provider(&self) -> Option<SdkLoggerProvider> {
-        self.lock()
+        self.inner
+            .lock()
             .providers
             .as_ref()
             .and_then(|p| p.logger.clone())
     }
 
+    /// Flushes and stops every signal, within the shutdown deadline (default 5 s), without
+    /// blocking the async runtime it is awaited on: the flush runs on a thread of its own.
+    /// In an async `main`, call this before the guard is dropped (dropping it shuts down too,
+    /// but blocks the thread that drops it until the deadline at most).
+    ///
+    /// Returns what was exported; an error when the deadline passed or anything was lost (the
+    /// error carries the same report). Safe to call more than once, and from several tasks:
+    /// later calls return the first outcome. Works with any executor.
+    pub async fn shutdown(&self) -> Result<ShutdownReport, ShutdownError> {
+        if let Some(outcome) = &self.inner.lock().outcome {
+            return outcome.clone();
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let inner = self.inner.clone();
+        let spawned = std::thread::Builder::new()
+            .name("lookout-shutdown".into())
+            .spawn(move || {
+                let _ = tx.send(inner.shutdown());
+            });
+        match spawned {
+            Ok(_) => match rx.await {
+                Ok(outcome) => outcome,
+                // The thread panicked (it does not): say so as the deadline it could not keep.
+                Err(_) => Err(ShutdownError::DeadlineExceeded {
+                    deadline: self.inner.shutdown_timeout,
+                    report: ShutdownReport::now(Duration::ZERO),
+                }),
+            },
+            // No thread to be had: block this one rather than lose the flush.
+            Err(_) => self.inner.shutdown(),
+        }
+    }
+
+    /// [`shutdown`](Self::shutdown) for synchronous code: blocks the calling thread until every
+    /// signal is flushed or the deadline passes. In an async `main`, `.await` [`shutdown`]
+    /// instead.
+    ///
+    /// [`shutdown`]: Self::shutdown
+    pub fn blocking_shutdown(&self) -> Result<ShutdownReport, ShutdownError> {
+        self.inner.shutdown()
+    }
+}
+
+impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Flushes and stops every signal, within the shutdown deadline (default 5 s).
-    ///
-    /// Returns what was exported; an error when the deadline passed or anything was lost (the
-    /// error carries the same report). Safe to call more than once: later calls return the first
-    /// outcome.
-    pub fn shutdown(&self) -> Result<ShutdownReport, ShutdownError> {
+    /// The work of [`Telemetry::blocking_shutdown`].
+    fn shutdown(&self) -> Result<ShutdownReport, ShutdownError> {
+        // What lookout said at the start goes out with the rest (it only logs: quick).
+        let announcing = self
+            .announcing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(thread) = announcing {
+            let _ = thread.join();
+        }
         let mut state = self.lock();
         if let Some(outcome) = &state.outcome {
             return outcome.clone();
@@ -499,8 +745,8 @@ impl Telemetry {
 
 impl Drop for Telemetry {
     fn drop(&mut self) {
-        if self.lock().outcome.is_none()
-            && let Err(e) = self.shutdown()
+        if self.inner.lock().outcome.is_none()
+            && let Err(e) = self.inner.shutdown()
         {
             tracing::warn!(target: "lookout", "{e}");
         }

@@ -72,5 +72,5 @@ fn a_panicking_callback_on_the_global_meter_loses_only_its_own_values() {
     }
     assert!(lookout::metrics::poisoned().is_none());
     assert!(!lookout::stats().metrics.failing);
-    telemetry.shutdown().expect("a clean shutdown");
+    telemetry.blocking_shutdown().expect("a clean shutdown");
 }

@@ -25,7 +25,7 @@ fn a_poisoned_metric_pipeline_makes_shutdown_report_the_loss() {
         .build();
     metrics.collect().expect_err("the pipeline is poisoned");
 
-    match telemetry.shutdown() {
+    match telemetry.blocking_shutdown() {
         Err(ShutdownError::DataLost { report }) => {
             let why = report.metrics_poisoned.as_deref().unwrap();
             assert!(why.contains("raw callback exploded"), "{why}");

@@ -66,7 +66,7 @@ fn the_builder_limit_reaches_the_provider_init_builds() {
     );
     assert_eq!(overflow.len(), 1);
     assert_eq!(points.iter().map(|p| p.value()).sum::<u64>(), 100);
-    drop(telemetry.shutdown());
+    drop(telemetry.blocking_shutdown());
 }
 
 #[test]

@@ -20,5 +20,5 @@ fn debug_of_the_running_pipeline_shows_no_header_value() {
     assert!(debug.contains("http://127.0.0.1:9/v1/logs"), "{debug}");
     assert!(debug.contains("http://127.0.0.1:9/ (grpc)"), "{debug}");
     assert!(!debug.contains("s3cr3t"), "{debug}");
-    drop(telemetry.shutdown());
+    drop(telemetry.blocking_shutdown());
 }

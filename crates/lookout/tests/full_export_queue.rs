@@ -47,6 +47,6 @@ fn dropped_spans_are_counted_and_exposed_as_a_metric() {
     let value: u64 = sum.data_points().map(|p| p.value()).sum();
     assert_eq!(value, dropped);
 
-    let report = telemetry.shutdown().unwrap_err();
+    let report = telemetry.blocking_shutdown().unwrap_err();
     assert_eq!(report.report().traces.lost, dropped, "{report}");
 }

@@ -81,56 +81,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Spans continuing the caller's trace, and http.server.* metrics by route template.
         .layer(lookout_tower::HttpServerLayer::new().capture_request_headers(["x-request-id"]));
 
-    let api_listener = tokio::net::TcpListener::bind(listen).await?;
-    let admin_listener = tokio::net::TcpListener::bind(admin).await?;
-    tracing::info!(%listen, %admin, "serving the API, and /metrics, /monitoring/* and the health routes on the admin address");
-
-    let stop = tokio::sync::watch::channel(false);
-    let (stop_tx, stop_rx) = stop;
-    let mut api_stop = stop_rx.clone();
-    let mut admin_stop = stop_rx;
-    // lookout_admin::serve: a header-read timeout, and a deadline on the drain, so idle or slow
-    // clients never hold the exit (and the telemetry flush after it).
-    let api_server = tokio::spawn(lookout_admin::serve(
-        api_listener,
-        api,
-        async move {
-            let _ = api_stop.wait_for(|s| *s).await;
-        },
-        lookout_admin::ServeOptions::default(),
-    ));
     let mut admin_routes =
         lookout_admin::Admin::builder().health_with(health.clone(), admin_options());
     if let Some(token) = admin_token() {
         admin_routes = admin_routes.reset_token(token);
     }
     let admin_routes = admin_routes.build()?.router();
-    let admin_server = tokio::spawn(lookout_admin::serve(
-        admin_listener,
-        admin_routes,
-        async move {
-            let _ = admin_stop.wait_for(|s| *s).await;
-        },
-        lookout_admin::ServeOptions::default(),
-    ));
 
-    shutdown_signal().await;
-    tracing::info!(
-        drain_ms = drain.as_millis() as u64,
-        "shutdown requested: draining"
-    );
-    // Readiness OUT_OF_SERVICE for the drain delay (still serving) while a cleanup run in
-    // progress gets the same time to finish.
-    let (_, report) = tokio::join!(health.shutdown(), cleanup.shutdown(drain));
-    tracing::info!(cancelled = report.cancelled, "session cleanup stopped");
-    let _ = stop_tx.send(true);
-    let (api, admin) = (api_server.await?, admin_server.await?);
-    tracing::info!(
-        closed = api.closed + admin.closed,
-        "servers stopped (connections still open after 5 s were closed)"
-    );
-    tracing::info!("stopped");
-    if let Err(e) = telemetry.shutdown() {
+    // On SIGINT/SIGTERM: readiness out and a cleanup run in progress finishing (the drain delay),
+    // servers stopped (5 s grace), telemetry flushed last.
+    let mut service = lookout_admin::Lifecycle::new(telemetry)
+        .health(health)
+        .on_drain(async move {
+            let report = cleanup.shutdown(drain).await;
+            tracing::info!(cancelled = report.cancelled, "session cleanup stopped");
+        });
+    service.serve(listen, api).await?;
+    service.serve(admin, admin_routes).await?;
+    tracing::info!(%listen, %admin, "serving the API, and /metrics, /monitoring/* and the health routes on the admin address");
+    if let Err(e) = service.run().await {
         eprintln!("{e}");
     }
     Ok(())
@@ -186,30 +155,6 @@ fn admin_options() -> HttpOptions {
                 .as_deref()
                 .is_some_and(|t| lookout_admin::bearer_matches(&parts.headers, t))
         })
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(
-                        "cannot listen for SIGTERM ({e}); only Ctrl-C stops the service"
-                    );
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }
 
 fn json_response(code: StatusCode, body: serde_json::Value) -> Response {

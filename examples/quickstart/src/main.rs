@@ -50,7 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
 
-    match telemetry.shutdown() {
+    match telemetry.shutdown().await {
         Ok(report) => info!(%report, "telemetry flushed"),
         // Telemetry problems never fail the program; say what was lost and carry on.
         Err(e) => eprintln!("quickstart: {e}"),

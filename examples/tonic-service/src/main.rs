@@ -23,9 +23,6 @@ use lookout_health::grpc::pb::HealthCheckRequest;
 use lookout_health::grpc::pb::health_client::HealthClient;
 use lookout_health::{Check, Health, checks};
 
-/// How long requests in progress may finish after the drain before connections are closed.
-const GRACE: Duration = Duration::from_secs(5);
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listen: SocketAddr = std::env::var("LISTEN_ADDR")
@@ -49,7 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init()?;
     if checking {
         let result = check(listen, args.next().unwrap_or_default()).await;
-        let _ = telemetry.shutdown();
+        let _ = telemetry.shutdown().await;
         return result;
     }
 
@@ -71,47 +68,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let health = builder.build()?;
 
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut grpc_stop = stop_rx.clone();
-    let mut admin_stop = stop_rx;
-    let grpc = tokio::spawn(
-        tonic::transport::Server::builder()
-            .layer(lookout_tower::GrpcServerLayer::new())
-            .add_service(health.grpc_service())
-            .serve_with_shutdown(listen, async move {
-                let _ = grpc_stop.wait_for(|s| *s).await;
-            }),
-    );
-    let admin_listener = tokio::net::TcpListener::bind(admin).await?;
-    let http = tokio::spawn(lookout_admin::serve(
-        admin_listener,
-        health.router(),
-        async move {
-            let _ = admin_stop.wait_for(|s| *s).await;
-        },
-        lookout_admin::ServeOptions::default().grace(GRACE),
-    ));
-    tracing::info!(%listen, %admin, "serving gRPC health and the HTTP health routes");
-
-    shutdown_signal().await;
-    tracing::info!(
-        drain_ms = drain.as_millis() as u64,
-        "shutdown requested: draining"
-    );
-    health.shutdown().await;
-    let _ = stop_tx.send(true);
-    // Requests in progress get GRACE; a client that holds its connection open longer is cut off,
-    // so the telemetry flush below always runs.
-    let grpc_abort = grpc.abort_handle();
-    match tokio::time::timeout(GRACE, grpc).await {
-        Ok(served) => served??,
-        Err(_) => {
-            grpc_abort.abort();
-            tracing::info!("gRPC connections still open after the grace period were closed");
+    // On SIGINT/SIGTERM: every service but liveness NOT_SERVING for the drain delay, the servers
+    // stopped (requests in progress get 5 s), telemetry flushed last.
+    let mut service = lookout_admin::Lifecycle::new(telemetry).health(health.clone());
+    let grpc = tonic::transport::Server::builder()
+        .layer(lookout_tower::GrpcServerLayer::new())
+        .add_service(health.grpc_service())
+        .serve_with_shutdown(listen, service.stopping());
+    service.spawn(async move {
+        if let Err(e) = grpc.await {
+            tracing::error!("the gRPC server failed: {e}");
         }
-    }
-    let _ = http.await?;
-    if let Err(e) = telemetry.shutdown() {
+    });
+    service.serve(admin, health.router()).await?;
+    tracing::info!(%listen, %admin, "serving gRPC health and the HTTP health routes");
+    if let Err(e) = service.run().await {
         eprintln!("{e}");
     }
     Ok(())
@@ -137,23 +108,4 @@ async fn check(server: SocketAddr, service: String) -> Result<(), Box<dyn std::e
         .status();
     println!("{service:?}: {}", status.as_str_name());
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            tracing::warn!("cannot listen for SIGTERM; only Ctrl-C stops the service");
-            let _ = ctrl_c.await;
-            return;
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

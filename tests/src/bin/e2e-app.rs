@@ -52,7 +52,12 @@ fn start_and_work() -> lookout::Telemetry {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let scenario = args.first().map(String::as_str).unwrap_or("tree");
 
-    let telemetry = match lookout::init() {
+    let started = if std::env::var_os("E2E_OWN_REGISTRY").is_some() {
+        own_registry()
+    } else {
+        lookout::init()
+    };
+    let telemetry = match started {
         Ok(t) => t,
         Err(e) => {
             println!("INIT_ERROR {e}");
@@ -111,6 +116,47 @@ fn start_and_work() -> lookout::Telemetry {
     telemetry
 }
 
+/// What a user's own layer saw (`E2E_OWN_REGISTRY`).
+static USER_SPANS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static USER_EVENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static USER_LOOKOUT_INFO: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A user's layer of its own, with no filter: counts the spans and events of this program it sees
+/// (it sees the transport crates' too), and lookout's INFO events.
+struct Counting;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Counting {
+    fn on_new_span(
+        &self,
+        attributes: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if attributes.metadata().target() == "e2e_app" {
+            USER_SPANS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let meta = event.metadata();
+        if meta.target() == "e2e_app" {
+            USER_EVENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else if meta.target() == "lookout" && *meta.level() == tracing::Level::INFO {
+            USER_LOOKOUT_INFO.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// lookout's layer in a registry the program builds, beside a layer of its own.
+fn own_registry() -> Result<lookout::Telemetry, lookout::InitError> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    let (layer, telemetry) = lookout::Telemetry::builder().layer()?;
+    let subscriber = tracing_subscriber::registry().with(layer).with(Counting);
+    tracing::subscriber::set_global_default(subscriber)
+        .map_err(|_| lookout::InitError::AlreadyInitialized)?;
+    Ok(telemetry)
+}
+
 /// Ends the program as configured: `E2E_EXIT` (std::process::exit, no destructors),
 /// `E2E_DROP_GUARD` (the guard dropped without shutdown), else shutdown and its report.
 fn finish(telemetry: lookout::Telemetry) {
@@ -163,13 +209,22 @@ fn finish(telemetry: lookout::Telemetry) {
         }
     }
 
-    let (word, report) = match telemetry.shutdown() {
+    let (word, report) = match telemetry.blocking_shutdown() {
         Ok(r) => ("ok", r),
         Err(e @ lookout::ShutdownError::DeadlineExceeded { .. }) => {
             ("deadline", e.report().clone())
         }
         Err(e) => ("lost", e.report().clone()),
     };
+    // After shutdown: what lookout said at its start (through the program's registry) included.
+    if std::env::var_os("E2E_OWN_REGISTRY").is_some() {
+        println!(
+            "USER_LAYER spans={} events={} lookout={}",
+            USER_SPANS.load(std::sync::atomic::Ordering::Relaxed),
+            USER_EVENTS.load(std::sync::atomic::Ordering::Relaxed),
+            USER_LOOKOUT_INFO.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
     println!("RESULT {word} {report}");
     for signal in lookout::Signal::ALL {
         let r = report.signal(signal);
@@ -261,6 +316,8 @@ fn tree() {
     );
     root.in_scope(|| {
         info!(step = 1_i64, "checkout started");
+        // Below lookout's default filter (info): neither exported nor on the console.
+        tracing::debug!("checkout details");
         info_span!("reserve").in_scope(|| {
             info_span!("db.query", rows = 3_i64).in_scope(|| {
                 warn!(table = "stock", "slow query");

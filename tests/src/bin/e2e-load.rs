@@ -64,7 +64,7 @@ fn main() {
         }
     }
     let shutdown = Instant::now();
-    let report = match telemetry.shutdown() {
+    let report = match telemetry.blocking_shutdown() {
         Ok(r) => r,
         Err(e) => e.report().clone(),
     };
