@@ -58,9 +58,9 @@ fn an_instrumented_library_pulls_no_pipeline() {
     let pulled: Vec<&&str> = PIPELINE.iter().filter(|c| crates.contains(**c)).collect();
     assert!(pulled.is_empty(), "{pulled:?} in {crates:?}");
     assert!(crates.contains("lookout") && crates.contains("opentelemetry"));
-    // The README's figure ("29 crates, the library itself included"); raise it there when a
+    // The README's figure ("30 crates, the library itself included"); raise it there when a
     // dependency is added on purpose.
-    assert!(crates.len() <= 29, "{} crates: {crates:?}", crates.len());
+    assert!(crates.len() <= 30, "{} crates: {crates:?}", crates.len());
 }
 
 #[test]

@@ -286,7 +286,7 @@ impl TelemetryBuilder {
     ///     .layer()?;
     /// tracing_subscriber::registry()
     ///     .with(lookout_layer)
-    ///     .with(tracing_subscriber::fmt::layer().json()) // yours, unfiltered by lookout
+    ///     .with(tracing_subscriber::fmt::layer()) // yours, unfiltered by lookout
     ///     .init();
     /// // ...
     /// let _ = telemetry.blocking_shutdown();

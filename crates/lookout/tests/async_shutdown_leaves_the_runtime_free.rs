@@ -42,7 +42,10 @@ fn other_tasks_run_while_shutdown_is_awaited() {
         let outcome = telemetry.shutdown().await;
         ticker.abort();
         assert!(
-            matches!(outcome, Err(lookout::ShutdownError::DeadlineExceeded { .. })),
+            matches!(
+                outcome,
+                Err(lookout::ShutdownError::DeadlineExceeded { .. })
+            ),
             "the hung collector keeps the span: {outcome:?}"
         );
         assert!(
