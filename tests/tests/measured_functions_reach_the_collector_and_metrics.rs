@@ -27,15 +27,16 @@ fn measured_calls_are_the_same_in_the_collector_and_in_prometheus_text() {
         })
         .unwrap_or_else(|e| panic!("{e}\n{}", collector.output()));
     let calls = r.points("function.calls");
-    let pay = |result: &str| {
+    let call = |function: &str, result: &str| {
         calls
             .iter()
             .find(|p| {
-                p.attributes.get("function") == Some(&Value::Str("pay".into()))
+                p.attributes.get("function") == Some(&Value::Str(function.into()))
                     && p.attributes.get("result") == Some(&Value::Str(result.into()))
             })
-            .unwrap_or_else(|| panic!("no pay/{result} in {calls:?}"))
+            .unwrap_or_else(|| panic!("no {function}/{result} in {calls:?}"))
     };
+    let pay = |result: &str| call("pay", result);
     assert_eq!(pay("ok").value, Some(3.0));
     assert_eq!(pay("ok").unit, "{call}");
     assert_eq!(pay("error").value, Some(1.0));
@@ -55,15 +56,7 @@ fn measured_calls_are_the_same_in_the_collector_and_in_prometheus_text() {
     assert!(sum >= 0.012, "four calls of at least 3 ms: {sum}");
 
     // A library that depends on lookout without its pipeline records into the application's.
-    let quote = |result: &str| {
-        calls
-            .iter()
-            .find(|p| {
-                p.attributes.get("function") == Some(&Value::Str("quote".into()))
-                    && p.attributes.get("result") == Some(&Value::Str(result.into()))
-            })
-            .unwrap_or_else(|| panic!("no quote/{result} in {calls:?}"))
-    };
+    let quote = |result: &str| call("quote", result);
     assert_eq!(quote("ok").value, Some(1.0));
     assert_eq!(quote("error").value, Some(1.0));
     assert_eq!(

@@ -189,12 +189,8 @@ impl Admin {
 
     /// Serves the routes on `addr` from a task of the current tokio runtime.
     pub async fn serve(self, addr: SocketAddr) -> Result<AdminServer, AdminError> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| AdminError::Bind { addr, source })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| AdminError::Bind { addr, source })?;
+        let (listener, local) =
+            serve::bind(addr, |addr, source| AdminError::Bind { addr, source }).await?;
         let (stop, mut stopped) = watch::channel(false);
         let app = self.router();
         // Bounded: a slow or idle client never holds the service's shutdown (see `serve`).

@@ -141,12 +141,8 @@ impl Lifecycle {
         addr: SocketAddr,
         router: Router,
     ) -> Result<SocketAddr, AdminError> {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .map_err(|source| AdminError::Listen { addr, source })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| AdminError::Listen { addr, source })?;
+        let (listener, local) =
+            crate::serve::bind(addr, |addr, source| AdminError::Listen { addr, source }).await?;
         self.servers.push(tokio::spawn(crate::serve(
             listener,
             router,

@@ -161,3 +161,18 @@ pub async fn serve(
     }
     Stopped { drained, closed }
 }
+
+/// Binds `addr`; returns the listener and the address it got (port 0 picks a free one), or the
+/// error `failed` makes of what went wrong.
+pub(crate) async fn bind(
+    addr: std::net::SocketAddr,
+    failed: fn(std::net::SocketAddr, std::io::Error) -> crate::AdminError,
+) -> Result<(TcpListener, std::net::SocketAddr), crate::AdminError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| failed(addr, source))?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| failed(addr, source))?;
+    Ok((listener, local))
+}

@@ -3,20 +3,40 @@
 mod contain;
 mod measure;
 
-#[cfg(feature = "sdk")]
-mod admin_addr;
-#[cfg(feature = "sdk")]
-mod config;
-#[cfg(feature = "sdk")]
-mod console;
-#[cfg(feature = "sdk")]
-mod error;
-#[cfg(feature = "sdk")]
-mod export;
-#[cfg(feature = "sdk")]
-mod limits;
-#[cfg(feature = "sdk")]
-pub mod metrics;
+/// Items of the pipeline: compiled with the `sdk` feature only.
+macro_rules! sdk {
+    ($($item:item)*) => { $( #[cfg(feature = "sdk")] $item )* };
+}
+
+sdk! {
+    mod admin_addr;
+    mod config;
+    mod console;
+    mod error;
+    mod export;
+    mod limits;
+    pub mod metrics;
+    mod propagation;
+    mod redact;
+    mod resource;
+    mod stats;
+    mod telemetry;
+    mod u64_fields;
+    mod w3c;
+
+    pub use admin_addr::{AdminAddrError, DEFAULT_ADMIN_ADDR, admin_addr};
+    pub use config::{
+        BatchSettings, Compression, ConfigWarning, ConsoleFormat, ExporterKind,
+        HistogramAggregation, Limits, OtlpOptions, Propagator, Protocol, SamplerConfig, Signal,
+        TemporalityPreference,
+    };
+    pub use error::{InitError, ShutdownError};
+    pub use propagation::propagator;
+    pub use redact::{REDACTED, Redaction};
+    pub use stats::{LastError, SignalStats, Stats, stats};
+    pub use telemetry::{ShutdownReport, SignalReport, Telemetry, TelemetryBuilder, init};
+}
+
 /// What a library records through (without the `sdk` feature): the application's pipeline
 /// collects and exports it.
 #[cfg(not(feature = "sdk"))]
@@ -26,41 +46,9 @@ pub mod metrics {
         DURATION_BUCKETS, HTTP_DURATION_BUCKETS, LANE_CAPACITY, MAX_TIMER_NAMES, Timer, timer,
     };
 }
-#[cfg(feature = "sdk")]
-mod propagation;
-#[cfg(feature = "sdk")]
-mod redact;
-#[cfg(feature = "sdk")]
-mod resource;
-#[cfg(feature = "sdk")]
-mod stats;
-#[cfg(feature = "sdk")]
-mod telemetry;
-#[cfg(feature = "sdk")]
-mod u64_fields;
-#[cfg(feature = "sdk")]
-mod w3c;
 
 pub use contain::{contained, panic_message};
 pub use measure::{Timer, timer};
-
-#[cfg(feature = "sdk")]
-pub use admin_addr::{AdminAddrError, DEFAULT_ADMIN_ADDR, admin_addr};
-#[cfg(feature = "sdk")]
-pub use config::{
-    BatchSettings, Compression, ConfigWarning, ConsoleFormat, ExporterKind, HistogramAggregation,
-    Limits, OtlpOptions, Propagator, Protocol, SamplerConfig, Signal, TemporalityPreference,
-};
-#[cfg(feature = "sdk")]
-pub use error::{InitError, ShutdownError};
-#[cfg(feature = "sdk")]
-pub use propagation::propagator;
-#[cfg(feature = "sdk")]
-pub use redact::{REDACTED, Redaction};
-#[cfg(feature = "sdk")]
-pub use stats::{LastError, SignalStats, Stats, stats};
-#[cfg(feature = "sdk")]
-pub use telemetry::{ShutdownReport, SignalReport, Telemetry, TelemetryBuilder, init};
 
 #[cfg(feature = "macros")]
 pub use lookout_macros::measured;
