@@ -208,6 +208,12 @@ pub(crate) fn parse_key_values(
     out
 }
 
+/// Decodes `%XX` escapes; `None` for a malformed escape or a result that is not UTF-8.
+///
+/// Not `percent_encoding::percent_decode_str` (already in the dependency graph): it passes a
+/// malformed escape (`%+1`, `%G0`, a trailing `%`) through as literal text, so a mistyped
+/// header or resource value would be sent on as something else; the entry must be refused, and
+/// said, instead (the OTel environment specification: an invalid entry is ignored with a warning).
 fn percent_decode(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
