@@ -188,11 +188,15 @@ impl Lifecycle {
         tracing::info!(target: "lookout_admin", "shutdown requested: draining");
 
         // Drain: readiness out, background work finishing; the servers still serve.
-        let mut drains: Vec<Drain> = self.drains.drain(..).map(|d| d.0).collect();
+        let drains: Vec<Drain> = self.drains.drain(..).map(|d| d.0).collect();
         #[cfg(feature = "health")]
-        if let Some(health) = self.health.take() {
-            drains.push(Box::pin(async move { health.shutdown().await }));
-        }
+        let drains = {
+            let mut drains = drains;
+            if let Some(health) = self.health.take() {
+                drains.push(Box::pin(async move { health.shutdown().await }));
+            }
+            drains
+        };
         join_all(drains).await;
 
         // Stop: every server stops accepting; requests in progress get the grace period.
