@@ -87,6 +87,7 @@ type Authorizer = Arc<dyn Fn(&Parts) -> bool + Send + Sync>;
 
 /// How the router answers.
 #[derive(Clone, Default)]
+#[must_use = "options do nothing until given to a router"]
 pub struct HttpOptions {
     show_details: ShowDetails,
     authorizer: Option<Authorizer>,

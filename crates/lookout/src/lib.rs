@@ -43,7 +43,8 @@ sdk! {
 pub mod metrics {
     pub use crate::contain::contained;
     pub use crate::measure::{
-        DURATION_BUCKETS, HTTP_DURATION_BUCKETS, LANE_CAPACITY, MAX_TIMER_NAMES, Timer, timer,
+        DURATION_BUCKETS, HTTP_DURATION_BUCKETS, LANE_CAPACITY, MAX_TIMER_NAMES, Timer, generation,
+        timer,
     };
 }
 

@@ -38,6 +38,16 @@ use opentelemetry_semantic_conventions::attribute::ERROR_TYPE;
 /// call sites are rebound to the new provider.
 pub(crate) static GENERATION: AtomicU64 = AtomicU64::new(0);
 
+/// Changes each time lookout installs a global meter provider ([`crate::init`],
+/// `Metrics::install`); 0 before the first. Instruments taken from
+/// `opentelemetry::global::meter` record into the provider of the time they were made: compare
+/// the generation and make them again when it changed, as `#[measured]` call sites and
+/// lookout-tower's layers do (so a layer built before `init` records into the pipeline `init`
+/// starts).
+pub fn generation() -> u64 {
+    GENERATION.load(Ordering::Acquire)
+}
+
 pub(crate) const CALLS: &str = "function.calls";
 pub(crate) const DURATION: &str = "function.duration";
 pub(crate) const CONCURRENT: &str = "function.calls.concurrent";

@@ -74,6 +74,7 @@ const SECRET_QUERY_KEYS: [&str; 16] = [
 /// and `LOOKOUT_REDACT_*`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+#[must_use = "a redaction does nothing until given to TelemetryBuilder::redaction"]
 pub struct Redaction {
     /// Off: nothing is redacted (`LOOKOUT_REDACT=off`). On by default.
     pub enabled: bool,

@@ -24,6 +24,7 @@ use tower_service::Service;
 use tracing::Instrument as _;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
+use crate::metrics::Current;
 use body::Finish;
 pub use body::GrpcBody;
 
@@ -89,8 +90,9 @@ enum Side {
 /// or the headers of a trailers-only error), marked as an error for a non-OK status; and
 /// `rpc.server.duration` until the response stream ends.
 #[derive(Clone)]
+#[must_use = "a layer does nothing until it wraps a service"]
 pub struct GrpcServerLayer {
-    duration: Histogram<f64>,
+    duration: Arc<Current<Histogram<f64>>>,
 }
 
 /// A tower layer for tonic clients: wrap the `Channel`, e.g.
@@ -99,8 +101,9 @@ pub struct GrpcServerLayer {
 /// Each call gets a CLIENT span, the context injected into the request metadata, and
 /// `rpc.client.duration`.
 #[derive(Clone)]
+#[must_use = "a layer does nothing until it wraps a service"]
 pub struct GrpcClientLayer {
-    duration: Histogram<f64>,
+    duration: Arc<Current<Histogram<f64>>>,
 }
 
 macro_rules! layer_common {
@@ -116,14 +119,19 @@ macro_rules! layer_common {
             }
         }
         impl $layer {
-            /// The layer recording on the global meter `lookout-tower`.
+            /// The layer recording on the global meter `lookout-tower` (built before
+            /// `lookout::init`, it records into the pipeline `init` starts).
             pub fn new() -> Self {
-                Self::with_meter(crate::metrics::meter(None))
+                $layer {
+                    duration: Arc::new(Current::new(None, |m| histogram(m, $metric, $description))),
+                }
             }
             /// The layer recording on `meter`.
             pub fn with_meter(meter: Meter) -> Self {
                 $layer {
-                    duration: histogram(&meter, $metric, $description),
+                    duration: Arc::new(Current::new(Some(meter), |m| {
+                        histogram(m, $metric, $description)
+                    })),
                 }
             }
         }
@@ -132,7 +140,7 @@ macro_rules! layer_common {
             fn layer(&self, inner: S) -> Self::Service {
                 $service {
                     inner,
-                    duration: Arc::new(self.duration.clone()),
+                    duration: Arc::clone(&self.duration),
                 }
             }
         }
@@ -140,7 +148,7 @@ macro_rules! layer_common {
         #[derive(Clone)]
         pub struct $service<S> {
             inner: S,
-            duration: Arc<Histogram<f64>>,
+            duration: Arc<Current<Histogram<f64>>>,
         }
         impl<S: fmt::Debug> fmt::Debug for $service<S> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -164,7 +172,7 @@ macro_rules! layer_common {
             }
 
             fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-                call(&mut self.inner, self.duration.clone(), $side, req)
+                call(&mut self.inner, self.duration.get(), $side, req)
             }
         }
     };

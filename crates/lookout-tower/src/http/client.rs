@@ -18,6 +18,7 @@ use tower_service::Service;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::{method_attr, redacted_url};
+use crate::metrics::Current;
 
 /// What the client layer needs from a request: implemented for `http::Request<B>` and, with the
 /// `reqwest` feature, `reqwest::Request`.
@@ -121,8 +122,9 @@ impl ClientResponse for reqwest::Response {
 /// # }
 /// ```
 #[derive(Clone)]
+#[must_use = "a layer does nothing until it wraps a service"]
 pub struct HttpClientLayer {
-    duration: Histogram<f64>,
+    duration: Arc<Current<Histogram<f64>>>,
 }
 
 impl fmt::Debug for HttpClientLayer {
@@ -138,19 +140,26 @@ impl Default for HttpClientLayer {
 }
 
 impl HttpClientLayer {
-    /// The layer recording on the global meter `lookout-tower`.
+    /// The layer recording on the global meter `lookout-tower` (built before `lookout::init`,
+    /// it records into the pipeline `init` starts).
     pub fn new() -> Self {
-        Self::with_meter(crate::metrics::meter(None))
+        Self::build(None)
     }
 
     /// The layer recording on `meter`.
     pub fn with_meter(meter: Meter) -> Self {
+        Self::build(Some(meter))
+    }
+
+    fn build(meter: Option<Meter>) -> Self {
         HttpClientLayer {
-            duration: crate::metrics::duration(
-                &meter,
-                metric::HTTP_CLIENT_REQUEST_DURATION,
-                "Duration of HTTP client requests",
-            ),
+            duration: Arc::new(Current::new(meter, |m| {
+                crate::metrics::duration(
+                    m,
+                    metric::HTTP_CLIENT_REQUEST_DURATION,
+                    "Duration of HTTP client requests",
+                )
+            })),
         }
     }
 }
@@ -161,7 +170,7 @@ impl<S> Layer<S> for HttpClientLayer {
     fn layer(&self, inner: S) -> Self::Service {
         HttpClient {
             inner,
-            duration: Arc::new(self.duration.clone()),
+            duration: Arc::clone(&self.duration),
         }
     }
 }
@@ -170,7 +179,7 @@ impl<S> Layer<S> for HttpClientLayer {
 #[derive(Clone)]
 pub struct HttpClient<S> {
     inner: S,
-    duration: Arc<Histogram<f64>>,
+    duration: Arc<Current<Histogram<f64>>>,
 }
 
 impl<S: fmt::Debug> fmt::Debug for HttpClient<S> {
@@ -246,7 +255,7 @@ where
             let _attached = cx.clone().attach();
             self.inner.call(req)
         };
-        let duration = self.duration.clone();
+        let duration = self.duration.get();
         Box::pin(async move {
             let result = fut.with_context(cx.clone()).await;
             let (status, error_type) = match &result {

@@ -22,7 +22,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::{HttpMethod, capture_list, header_attributes, protocol_version};
-use crate::metrics::{HttpServerInstruments, RequestKind, Route, Routes};
+use crate::metrics::{Current, HttpServerInstruments, RequestKind, Route, Routes};
 
 type Hook = Arc<dyn Fn(&Parts, &mut Vec<KeyValue>) + Send + Sync>;
 type NameHook = Arc<dyn Fn(&Parts, Option<&str>) -> String + Send + Sync>;
@@ -31,28 +31,67 @@ type RouteHook = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
 /// Paths skipped by default: health probes, which would drown the real traffic.
 pub const DEFAULT_SKIP: [&str; 4] = ["/health", "/healthz", "/livez", "/readyz"];
 
+#[derive(Clone)]
 struct Config {
-    instruments: HttpServerInstruments,
+    metrics: Current<ServerMetrics>,
     skip: Vec<String>,
     request_headers: Vec<HeaderName>,
     response_headers: Vec<HeaderName>,
     on_request: Option<Hook>,
     span_name: Option<NameHook>,
     route: Option<RouteHook>,
-    routes: Routes,
     scheme: &'static str,
     body_sizes: bool,
     /// Characters kept of attribute values taken from the request (`None`: no limit of ours).
     attribute_limit: Option<usize>,
-    tracer: std::sync::OnceLock<BoxedTracer>,
+    tracer: Tracer,
+}
+
+/// The instruments and the route cache of one meter provider (its series are bound to them).
+struct ServerMetrics {
+    instruments: HttpServerInstruments,
+    routes: Routes,
+}
+
+impl ServerMetrics {
+    fn new(meter: &Meter) -> Self {
+        ServerMetrics {
+            instruments: HttpServerInstruments::new(meter),
+            routes: Routes::default(),
+        }
+    }
+}
+
+/// The tracer given, or the global one as of the first request (a clone of the layer resolves
+/// its own).
+enum Tracer {
+    Given(Arc<BoxedTracer>),
+    Global(std::sync::OnceLock<BoxedTracer>),
+}
+
+impl Default for Tracer {
+    fn default() -> Self {
+        Tracer::Global(std::sync::OnceLock::new())
+    }
+}
+
+impl Clone for Tracer {
+    fn clone(&self) -> Self {
+        match self {
+            Tracer::Given(t) => Tracer::Given(Arc::clone(t)),
+            Tracer::Global(_) => Tracer::default(),
+        }
+    }
 }
 
 impl Config {
     /// The tracer given, or the global one as of the first request (so a layer built before
     /// `lookout::init` still traces).
     fn tracer(&self) -> &BoxedTracer {
-        self.tracer
-            .get_or_init(|| opentelemetry::global::tracer("lookout-tower"))
+        match &self.tracer {
+            Tracer::Given(t) => t,
+            Tracer::Global(t) => t.get_or_init(|| opentelemetry::global::tracer("lookout-tower")),
+        }
     }
 }
 
@@ -76,6 +115,7 @@ impl Config {
 /// Add it with `Router::layer` so that the matched route is known; requests that match no route
 /// are recorded without `http.route`.
 #[derive(Clone)]
+#[must_use = "a layer does nothing until it wraps a service"]
 pub struct HttpServerLayer {
     config: Arc<Config>,
 }
@@ -99,35 +139,39 @@ impl Default for HttpServerLayer {
 impl HttpServerLayer {
     /// The layer with the defaults: global meter `lookout-tower`, health probe paths skipped, no
     /// headers captured.
+    /// Built before `lookout::init`, it records into the pipeline `init` starts (its
+    /// instruments are made again when lookout installs a meter provider).
     pub fn new() -> Self {
-        Self::with_meter(crate::metrics::meter(None))
+        Self::build(None)
     }
 
     /// The layer recording on `meter`.
     pub fn with_meter(meter: Meter) -> Self {
+        Self::build(Some(meter))
+    }
+
+    fn build(meter: Option<Meter>) -> Self {
         HttpServerLayer {
             config: Arc::new(Config {
-                instruments: HttpServerInstruments::new(&meter),
+                metrics: Current::new(meter, ServerMetrics::new),
                 skip: DEFAULT_SKIP.iter().map(|s| (*s).to_owned()).collect(),
                 request_headers: Vec::new(),
                 response_headers: Vec::new(),
                 on_request: None,
                 span_name: None,
                 route: None,
-                routes: Routes::default(),
                 scheme: "http",
                 body_sizes: false,
                 attribute_limit: super::default_request_attribute_limit(),
-                tracer: std::sync::OnceLock::new(),
+                tracer: Tracer::default(),
             }),
         }
     }
 
+    /// A setting applies to this value (a clone made before keeps its own settings), like
+    /// tower-http's layers.
     fn edit(mut self, f: impl FnOnce(&mut Config)) -> Self {
-        match Arc::get_mut(&mut self.config) {
-            Some(c) => f(c),
-            None => unreachable_shared(),
-        }
+        f(Arc::make_mut(&mut self.config));
         self
     }
 
@@ -208,8 +252,8 @@ impl HttpServerLayer {
         T: opentelemetry::trace::Tracer + Send + Sync + 'static,
         T::Span: Send + Sync + 'static,
     {
-        let tracer = BoxedTracer::new(Box::new(tracer));
-        self.edit(|c| c.tracer = std::sync::OnceLock::from(tracer))
+        let tracer = Arc::new(BoxedTracer::new(Box::new(tracer)));
+        self.edit(|c| c.tracer = Tracer::Given(tracer))
     }
 
     /// The `url.scheme` to record when the request URI has none (default `http`; `https` behind
@@ -220,13 +264,6 @@ impl HttpServerLayer {
 }
 
 /// The builder methods run before the layer is cloned into services.
-fn unreachable_shared() {
-    tracing::warn!(
-        target: "lookout_tower",
-        "HttpServerLayer configured after it was cloned; the change is ignored: configure it before use"
-    );
-}
-
 impl<S> Layer<S> for HttpServerLayer {
     type Service = HttpServer<S>;
 
@@ -260,14 +297,14 @@ fn skipped(skip: &[String], path: &str) -> bool {
     })
 }
 
-fn route_of(config: &Config, parts: &Parts) -> Arc<Route> {
+fn route_of(config: &Config, routes: &Routes, parts: &Parts) -> Arc<Route> {
     #[cfg(feature = "axum")]
     if let Some(m) = parts.extensions.get::<axum::extract::MatchedPath>() {
-        return config.routes.get(Some(m.as_str()));
+        return routes.get(Some(m.as_str()));
     }
     match &config.route {
-        Some(f) => config.routes.get(f(parts).as_deref()),
-        None => config.routes.get(None),
+        Some(f) => routes.get(f(parts).as_deref()),
+        None => routes.get(None),
     }
 }
 
@@ -276,6 +313,8 @@ fn route_of(config: &Config, parts: &Parts) -> Arc<Route> {
 /// `http.server.active_requests`.
 struct Tracked {
     config: Arc<Config>,
+    /// The instruments of the request's start (its `active` decrement goes to the same ones).
+    metrics: Arc<ServerMetrics>,
     cx: opentelemetry::Context,
     start: Instant,
     method: HttpMethod,
@@ -340,7 +379,7 @@ impl Tracked {
             }
         }
         span.end();
-        let instruments = &config.instruments;
+        let instruments = &self.metrics.instruments;
         instruments.duration.record(
             kind,
             &self.route,
@@ -364,7 +403,7 @@ impl Tracked {
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        self.config
+        self.metrics
             .instruments
             .active
             .add(self.method, self.scheme, -1);
@@ -462,7 +501,8 @@ where
         let start = Instant::now();
         let (parts, body) = req.into_parts();
         let method = HttpMethod::of(&parts.method);
-        let route = route_of(&config, &parts);
+        let metrics = config.metrics.get();
+        let route = route_of(&config, &metrics.routes, &parts);
         let scheme: &'static str = match parts.uri.scheme_str() {
             Some("https") => "https",
             Some("http") => "http",
@@ -560,6 +600,7 @@ where
         };
         let tracked = Box::new(Tracked {
             config,
+            metrics,
             cx,
             start,
             method,
@@ -569,7 +610,7 @@ where
             request_size,
         });
         tracked
-            .config
+            .metrics
             .instruments
             .active
             .add(tracked.method, tracked.scheme, 1);

@@ -121,6 +121,7 @@ pub enum TemporalityPreference {
 
 /// Batch processor settings (`OTEL_BSP_*` for spans, `OTEL_BLRP_*` for log records).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "settings do nothing until given to the builder"]
 pub struct BatchSettings {
     /// Items held before new ones are dropped (counted).
     pub max_queue_size: usize,
@@ -151,6 +152,7 @@ impl BatchSettings {
 
 /// Attribute and span limits (`OTEL_ATTRIBUTE_*`, `OTEL_SPAN_*`, `OTEL_LOGRECORD_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "settings do nothing until given to the builder"]
 pub struct Limits {
     /// Longest string attribute value on spans and span events; longer ones are cut.
     pub span_attribute_value_length: Option<usize>,

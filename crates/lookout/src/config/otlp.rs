@@ -56,6 +56,7 @@ pub enum Compression {
 /// OTLP settings given in code: for all signals with [`crate::TelemetryBuilder::otlp`], or for
 /// one with [`crate::TelemetryBuilder::otlp_for`]. Unset fields fall through to the environment.
 #[derive(Debug, Clone, Default)]
+#[must_use = "options do nothing until given to the builder"]
 pub struct OtlpOptions {
     pub(crate) endpoint: Option<String>,
     pub(crate) protocol: Option<Protocol>,

@@ -28,7 +28,8 @@ use opentelemetry_sdk::metrics::{
 pub use crate::contain::contained;
 pub(crate) use crate::contain::run_contained;
 pub use crate::measure::{
-    DURATION_BUCKETS, HTTP_DURATION_BUCKETS, LANE_CAPACITY, MAX_TIMER_NAMES, Timer, timer,
+    DURATION_BUCKETS, HTTP_DURATION_BUCKETS, LANE_CAPACITY, MAX_TIMER_NAMES, Timer, generation,
+    timer,
 };
 /// OpenMetrics exemplars of lookout's duration histograms (`function.duration`,
 /// `http.server.request.duration`): what `/metrics` prints after a bucket.
