@@ -79,6 +79,15 @@ fn compact_console_lines_end_with_the_ids() {
         !line.contains('\u{1b}'),
         "no colour when not a terminal: {line}"
     );
+    // The span's fields next to its name, once; the event's own after the message.
+    assert!(
+        line.contains(
+            "checkout{int_attr=-42 uint_attr=42 float_attr=2.5 bool_attr=true str_attr=\"hello\"}: \
+             e2e_app: checkout started step=1 trace_id="
+        ),
+        "{line}"
+    );
+    assert_eq!(line.matches("str_attr=").count(), 1, "{line}");
 }
 
 #[test]

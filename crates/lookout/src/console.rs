@@ -32,9 +32,13 @@ where
         .with_span_events(spans);
     let layer: BoxedLayer<S> = match format {
         ConsoleFormat::Off => return None,
+        // tracing-subscriber's `Full` line: each span's fields next to its name
+        // (`handle_order{order=1}:reserve_stock{order=1}: stock reserved items=2`). Its `Compact`
+        // line appends every span's fields, unnamed, after the event's, so an `#[instrument]`
+        // argument logged again read `handling order order=1 order=1`.
         ConsoleFormat::Compact => base
             .event_format(WithTraceIds(
-                tracing_subscriber::fmt::format().compact().with_ansi(ansi),
+                tracing_subscriber::fmt::format().with_ansi(ansi),
             ))
             .boxed(),
         ConsoleFormat::Pretty => base

@@ -68,7 +68,9 @@ pub enum ExporterKind {
 pub enum ConsoleFormat {
     /// Multi-line, for people; colour when standard output is a terminal.
     Pretty,
-    /// One line an event, for people (the default).
+    /// One line an event, for people (the default): time, level, the spans it is in with their
+    /// fields (`checkout{order=7}:charge:`), target, message, the event's fields, and the trace and
+    /// span ids.
     Compact,
     /// One JSON object a line, with `trace_id` and `span_id`, for log shippers.
     Json,
