@@ -52,14 +52,8 @@ impl Format {
         };
         let mut open = None::<f32>;
         let mut text = None::<f32>;
-        for item in accept.split(',') {
-            let mut parts = item.split(';').map(str::trim);
-            let media = parts.next().unwrap_or("").to_ascii_lowercase();
-            let q = parts
-                .filter_map(|p| p.strip_prefix("q="))
-                .find_map(|q| q.parse::<f32>().ok())
-                .unwrap_or(1.0);
-            let slot = match media.as_str() {
+        for (media, q) in lookout::__shared::weighted(accept) {
+            let slot = match media.to_ascii_lowercase().as_str() {
                 "application/openmetrics-text" => &mut open,
                 "text/plain" | "*/*" => &mut text,
                 _ => continue,

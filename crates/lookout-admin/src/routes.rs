@@ -1,10 +1,8 @@
 //! The handlers.
 
-use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::body::Body;
 use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +17,12 @@ use crate::prometheus::{Format, render};
 
 pub(crate) fn router(admin: Admin) -> Router {
     let mut router = Router::new()
-        .route("/metrics", get(metrics))
+        // gzip when the scraper accepts it (Prometheus does): tower-http's negotiation
+        // (q-values, `identity`, `Vary`), compressed as it streams.
+        .route(
+            "/metrics",
+            get(metrics).layer(tower_http::compression::CompressionLayer::new().gzip(true)),
+        )
         .route("/monitoring/metrics", get(all_operations))
         .route("/monitoring/operation", get(one_operation))
         .route("/monitoring/system", get(system))
@@ -77,23 +80,6 @@ fn collect(admin: &Admin) -> Result<ResourceMetrics, Response> {
     })
 }
 
-fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT_ENCODING)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|item| {
-            let mut parts = item.split(';').map(str::trim);
-            let coding = parts.next().unwrap_or("");
-            let q = parts
-                .filter_map(|p| p.strip_prefix("q="))
-                .find_map(|q| q.parse::<f32>().ok())
-                .unwrap_or(1.0);
-            coding.eq_ignore_ascii_case("gzip") && q > 0.0
-        })
-}
-
 async fn metrics(State(admin): State<Admin>, headers: HeaderMap) -> Response {
     let snapshot = match collect(&admin) {
         Ok(s) => s,
@@ -103,33 +89,7 @@ async fn metrics(State(admin): State<Admin>, headers: HeaderMap) -> Response {
     let format = Format::negotiate(accept);
     let text = render(&snapshot, format);
     let content_type = HeaderValue::from_static(format.content_type());
-    if accepts_gzip(&headers) {
-        let mut gz = flate2::write::GzEncoder::new(
-            Vec::with_capacity(text.len() / 4),
-            flate2::Compression::fast(),
-        );
-        if gz.write_all(text.as_bytes()).is_ok()
-            && let Ok(body) = gz.finish()
-        {
-            return (
-                [
-                    (header::CONTENT_TYPE, content_type),
-                    (header::CONTENT_ENCODING, HeaderValue::from_static("gzip")),
-                    (header::VARY, HeaderValue::from_static("accept-encoding")),
-                ],
-                Body::from(body),
-            )
-                .into_response();
-        }
-    }
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::VARY, HeaderValue::from_static("accept-encoding")),
-        ],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, content_type)], text).into_response()
 }
 
 fn ms(d: Option<Duration>) -> Json {

@@ -236,16 +236,8 @@ fn wants_health_json(headers: &HeaderMap) -> bool {
         let Ok(text) = value.to_str() else {
             return false;
         };
-        text.split(',').any(|range| {
-            let mut params = range.split(';').map(str::trim);
-            let media = params.next().unwrap_or("");
-            let refused = params.any(|p| {
-                p.strip_prefix("q=")
-                    .and_then(|q| q.parse::<f32>().ok())
-                    .is_some_and(|q| q == 0.0)
-            });
-            media.eq_ignore_ascii_case(HEALTH_JSON) && !refused
-        })
+        lookout::__shared::weighted(text)
+            .any(|(media, q)| media.eq_ignore_ascii_case(HEALTH_JSON) && q > 0.0)
     })
 }
 

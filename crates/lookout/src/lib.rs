@@ -54,6 +54,37 @@ pub use measure::{Timer, timer};
 #[cfg(feature = "macros")]
 pub use lookout_macros::measured;
 
+/// Pieces lookout's own crates share (lookout-admin, lookout-health); not a public API.
+#[doc(hidden)]
+pub mod __shared {
+    /// The items of an HTTP weighted list (`Accept`, `Accept-Encoding`: RFC 9110 §12.4.2), each
+    /// with its weight: `text/plain;q=0.5, */*` gives `("text/plain", 0.5)`, `("*/*", 1.0)`.
+    /// The item is trimmed, its parameters other than `q` dropped; a weight that is not a number
+    /// counts as 1. Written here rather than taken from a crate: `headers` 0.4 dropped its
+    /// `Accept`, and no maintained crate parses both lists without pulling a framework.
+    pub fn weighted(list: &str) -> impl Iterator<Item = (&str, f32)> {
+        list.split(',').filter_map(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let value = parts.next().filter(|v| !v.is_empty())?;
+            let q = parts
+                .filter_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
+                .find_map(|q| q.parse::<f32>().ok())
+                .unwrap_or(1.0);
+            Some((value, q))
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn items_come_with_their_weight() {
+            let items: Vec<_> =
+                super::weighted("text/plain;version=0.0.4;q=0.5, */* ,, gzip;q=x").collect();
+            assert_eq!(items, [("text/plain", 0.5), ("*/*", 1.0), ("gzip", 1.0)]);
+        }
+    }
+}
+
 /// What `#[measured]` expands to; not a public API.
 #[doc(hidden)]
 pub mod __private {
