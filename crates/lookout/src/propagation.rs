@@ -1,6 +1,11 @@
 //! `OTEL_PROPAGATORS`: W3C trace context (lookout's own, `crate::w3c`), W3C baggage (the SDK's,
-//! fed every `baggage` line), B3 and Jaeger here (no crate offers them for opentelemetry 0.33).
-//! Extraction never fails: a malformed header is ignored.
+//! fed every `baggage` line), B3 and Jaeger here. Extraction never fails: a malformed header is
+//! ignored.
+//!
+//! B3 and Jaeger are written here rather than taken from a crate: opentelemetry-zipkin 0.33 has
+//! a B3 propagator, but the crate is deprecated (the Zipkin exporter is) and pulls reqwest with
+//! native-tls by default; opentelemetry-jaeger-propagator's latest release (0.32) is deprecated
+//! and built on opentelemetry 0.32, a second, incompatible copy of the API.
 
 use opentelemetry::Context;
 use opentelemetry::propagation::{

@@ -3,12 +3,17 @@
 //! Service names: `""` is the whole server (every check, like `/health`); a group name
 //! (`liveness`, `readiness`, `startup`, custom) is that group; a check's name is that check.
 //! Up and Degraded are `SERVING`, Down and OutOfService `NOT_SERVING`, Unknown (no result yet)
-//! `UNKNOWN`. Where tonic-health differs from the protocol, this follows the protocol:
+//! `UNKNOWN`.
 //!
-//! - `Check` on an unknown service is `NOT_FOUND`;
+//! Written here rather than using tonic-health (0.14.9): tonic-health serves statuses the
+//! application sets by hand, not checks, and where it differs from the protocol this follows the
+//! protocol:
+//!
+//! - `Check` on an unknown service is `NOT_FOUND` (as in tonic-health);
 //! - `Watch` on an unknown service sends `SERVICE_UNKNOWN` and stays open, and sends the real
-//!   status if a check or group of that name appears later;
-//! - `List` returns every service (at most 100; more is `RESOURCE_EXHAUSTED`);
+//!   status if a check or group of that name appears later (tonic-health answers `NOT_FOUND`);
+//! - `List` returns every service (at most 100; more is `RESOURCE_EXHAUSTED`; tonic-health does
+//!   not implement it);
 //! - once shutdown has begun, every service but `liveness` is `NOT_SERVING`, and when
 //!   [`Health::shutdown`] has waited its drain delay, open `Watch` streams end so that the
 //!   server's graceful shutdown can finish.
