@@ -16,6 +16,12 @@
 //!
 //! Families with one name from several scopes are merged; a name reused with another type is
 //! left out of the later scope, never emitted twice.
+//!
+//! Rendered here rather than with opentelemetry-prometheus (0.33.1): that exporter is a meter
+//! reader of its own (every measurement would be aggregated a second time, beside the OTLP
+//! reader this reads from), it goes through the `prometheus` crate's registry, and it writes no
+//! OpenMetrics exemplars (its source: "consider supporting exemplars when `prometheus` crate has
+//! the feature"), which lookout's latency histograms carry.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

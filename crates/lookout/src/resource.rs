@@ -1,5 +1,13 @@
 //! The resource every signal carries: service, instance, host, process, OS, SDK and Kubernetes
 //! attributes.
+//!
+//! Detected here, with the semantic-convention names, rather than with
+//! opentelemetry-resource-detectors (0.13, on opentelemetry 0.33): its process detector records
+//! `process.command_args`, the whole command line, so a secret passed as an argument would be on
+//! every span, log record and metric point; its Kubernetes detector takes the pod name from
+//! `HOSTNAME` (wrong when the pod sets `hostname` or runs on the host network) and reads no node,
+//! container or UID; and its `process.runtime.name` is `rustc`. What lookout needs is a few
+//! lines per attribute, and what the SDK itself detects (`telemetry.sdk.*`) comes from the SDK.
 
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::Resource;
