@@ -15,7 +15,9 @@ async fn a_long_grpc_path_is_recorded_cut() {
             .insert("grpc-status", http::HeaderValue::from_static("0"));
         Ok::<_, std::convert::Infallible>(resp)
     });
-    let service = GrpcServerLayer::with_meter(capture.meter("lookout-tower")).layer(inner);
+    let service = GrpcServerLayer::with_meter(capture.meter("lookout-tower"))
+        .tracer(capture.tracer("lookout-tower"))
+        .layer(inner);
     let path = format!("/{}/{}", "s".repeat(5000), "m".repeat(5000));
     let req = http::Request::builder()
         .uri(path)

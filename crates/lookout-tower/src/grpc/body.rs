@@ -15,7 +15,8 @@ use super::{RPC_GRPC_STATUS_CODE, grpc_status};
 
 /// Everything needed to close a call: its span, start and metric.
 pub(crate) struct Finish {
-    pub(crate) span: tracing::Span,
+    /// The context holding the call's span.
+    pub(crate) cx: opentelemetry::Context,
     pub(crate) start: Instant,
     pub(crate) duration: Arc<Histogram<f64>>,
     pub(crate) attributes: Vec<KeyValue>,
@@ -30,18 +31,18 @@ const SERVER_ERROR_CODES: [i64; 6] = [2, 4, 12, 13, 14, 15];
 
 impl Finish {
     pub(crate) fn finish(mut self, code: i64) {
-        self.span.record(RPC_GRPC_STATUS_CODE, code);
+        use opentelemetry::trace::{Status, TraceContextExt as _};
+        let span = self.cx.span();
+        span.set_attribute(KeyValue::new(RPC_GRPC_STATUS_CODE, code));
         let error = if self.server {
             SERVER_ERROR_CODES.contains(&code)
         } else {
             code != 0
         };
         if error {
-            self.span.record(
-                opentelemetry_semantic_conventions::attribute::OTEL_STATUS_CODE,
-                "ERROR",
-            );
+            span.set_status(Status::error(format!("gRPC status {code}")));
         }
+        span.end();
         self.attributes
             .push(KeyValue::new(RPC_GRPC_STATUS_CODE, code));
         self.duration.record(

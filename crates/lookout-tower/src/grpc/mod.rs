@@ -17,12 +17,14 @@ use std::time::Instant;
 
 use http::{HeaderMap, Request, Response};
 use opentelemetry::KeyValue;
+use opentelemetry::global::BoxedTracer;
 use opentelemetry::metrics::{Histogram, Meter};
+use opentelemetry::trace::{
+    FutureExt as _, SpanBuilder, SpanKind, TraceContextExt as _, Tracer as _,
+};
 use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing::Instrument as _;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::metrics::Current;
 use body::Finish;
@@ -93,6 +95,7 @@ enum Side {
 #[must_use = "a layer does nothing until it wraps a service"]
 pub struct GrpcServerLayer {
     duration: Arc<Current<Histogram<f64>>>,
+    tracer: Option<Arc<BoxedTracer>>,
 }
 
 /// A tower layer for tonic clients: wrap the `Channel`, e.g.
@@ -104,6 +107,7 @@ pub struct GrpcServerLayer {
 #[must_use = "a layer does nothing until it wraps a service"]
 pub struct GrpcClientLayer {
     duration: Arc<Current<Histogram<f64>>>,
+    tracer: Option<Arc<BoxedTracer>>,
 }
 
 macro_rules! layer_common {
@@ -124,6 +128,7 @@ macro_rules! layer_common {
             pub fn new() -> Self {
                 $layer {
                     duration: Arc::new(Current::new(None, |m| histogram(m, $metric, $description))),
+                    tracer: None,
                 }
             }
             /// The layer recording on `meter`.
@@ -132,7 +137,18 @@ macro_rules! layer_common {
                     duration: Arc::new(Current::new(Some(meter), |m| {
                         histogram(m, $metric, $description)
                     })),
+                    tracer: None,
                 }
+            }
+            /// The tracer for the call spans (default: the global tracer provider's, scope
+            /// `lookout-tower`).
+            pub fn tracer<T>(mut self, tracer: T) -> Self
+            where
+                T: opentelemetry::trace::Tracer + Send + Sync + 'static,
+                T::Span: Send + Sync + 'static,
+            {
+                self.tracer = Some(Arc::new(BoxedTracer::new(Box::new(tracer))));
+                self
             }
         }
         impl<S> Layer<S> for $layer {
@@ -141,6 +157,7 @@ macro_rules! layer_common {
                 $service {
                     inner,
                     duration: Arc::clone(&self.duration),
+                    tracer: self.tracer.clone(),
                 }
             }
         }
@@ -149,6 +166,7 @@ macro_rules! layer_common {
         pub struct $service<S> {
             inner: S,
             duration: Arc<Current<Histogram<f64>>>,
+            tracer: Option<Arc<BoxedTracer>>,
         }
         impl<S: fmt::Debug> fmt::Debug for $service<S> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -172,7 +190,13 @@ macro_rules! layer_common {
             }
 
             fn call(&mut self, req: Request<ReqB>) -> Self::Future {
-                call(&mut self.inner, self.duration.get(), $side, req)
+                call(
+                    &mut self.inner,
+                    self.duration.get(),
+                    self.tracer.as_deref(),
+                    $side,
+                    req,
+                )
             }
         }
     };
@@ -196,6 +220,7 @@ layer_common!(
 fn call<S, ReqB, ResB>(
     inner: &mut S,
     duration: Arc<Histogram<f64>>,
+    tracer: Option<&BoxedTracer>,
     side: Side,
     mut req: Request<ReqB>,
 ) -> BoxFuture<Result<Response<GrpcBody<ResB>>, S::Error>>
@@ -212,50 +237,45 @@ where
         crate::http::bounded(service, limit),
         crate::http::bounded(method, limit),
     );
-    let name = format!("{service}/{method}");
-    let span = match side {
-        Side::Server => tracing::info_span!(
-            target: "lookout_tower", "gRPC request",
-            otel.name = %name, otel.kind = "server", otel.status_code = tracing::field::Empty,
-            { RPC_SYSTEM } = "grpc", { RPC_SERVICE } = %service, { RPC_METHOD } = %method,
-            { RPC_GRPC_STATUS_CODE } = tracing::field::Empty,
-        ),
-        Side::Client => tracing::info_span!(
-            target: "lookout_tower", "gRPC client request",
-            otel.name = %name, otel.kind = "client", otel.status_code = tracing::field::Empty,
-            { RPC_SYSTEM } = "grpc", { RPC_SERVICE } = %service, { RPC_METHOD } = %method,
-            { RPC_GRPC_STATUS_CODE } = tracing::field::Empty,
-        ),
-    };
-    match side {
-        Side::Server => {
-            if !span.is_disabled() {
-                let parent = opentelemetry::global::get_text_map_propagator(|p| {
-                    p.extract(&HeaderExtractor(req.headers()))
-                });
-                let _ = span.set_parent(parent);
-            }
-        }
-        Side::Client => {
-            let cx = if span.is_disabled() {
-                opentelemetry::Context::current()
-            } else {
-                span.context()
-            };
+    // The span is built with the OpenTelemetry API in the scope `lookout-tower`, like the HTTP
+    // layers' (one mechanism for all four): a server span continues the caller's trace from the
+    // headers, a client span is the child of the caller's context (its tracing span, or an OTel
+    // context). What the inner service does runs inside it.
+    let (kind, parent) = match side {
+        Side::Server => (
+            SpanKind::Server,
             opentelemetry::global::get_text_map_propagator(|p| {
-                p.inject_context(&cx, &mut HeaderInjector(req.headers_mut()))
-            });
-        }
+                p.extract(&HeaderExtractor(req.headers()))
+            }),
+        ),
+        Side::Client => (SpanKind::Client, crate::http::caller_context()),
+    };
+    let builder = SpanBuilder::from_name(format!("{service}/{method}"))
+        .with_kind(kind)
+        .with_attributes([
+            KeyValue::new(RPC_SYSTEM, "grpc"),
+            KeyValue::new(RPC_SERVICE, service.clone()),
+            KeyValue::new(RPC_METHOD, method.clone()),
+        ]);
+    let span = match tracer {
+        Some(t) => t.build_with_context(builder, &parent),
+        None => opentelemetry::global::tracer("lookout-tower").build_with_context(builder, &parent),
+    };
+    let cx = parent.with_span(span);
+    if side == Side::Client {
+        opentelemetry::global::get_text_map_propagator(|p| {
+            p.inject_context(&cx, &mut HeaderInjector(req.headers_mut()))
+        });
     }
     let fut = {
-        let _entered = span.enter();
+        let _attached = cx.clone().attach();
         inner.call(req)
     };
     Box::pin(async move {
-        let result = fut.instrument(span.clone()).await;
+        let result = fut.with_context(cx.clone()).await;
         let finish = Finish {
-            server: matches!(side, Side::Server),
-            span,
+            server: side == Side::Server,
+            cx,
             start,
             duration,
             attributes: vec![

@@ -15,7 +15,6 @@ use opentelemetry_http::HeaderInjector;
 use opentelemetry_semantic_conventions::{attribute as semconv, metric};
 use tower_layer::Layer;
 use tower_service::Service;
-use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use super::{method_attr, redacted_url};
 use crate::metrics::Current;
@@ -217,14 +216,7 @@ where
         let port = req.port();
         // The span is built with the OpenTelemetry API, in the scope `lookout-tower` like the
         // server's, as the child of the caller's context (its tracing span, or an OTel context).
-        let parent = {
-            let current = tracing::Span::current();
-            if current.is_disabled() || current.is_none() {
-                opentelemetry::Context::current()
-            } else {
-                current.context()
-            }
-        };
+        let parent = super::caller_context();
         let mut span_attributes = Vec::with_capacity(5);
         span_attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
         if method == "_OTHER" {

@@ -187,6 +187,18 @@ pub const DEFAULT_REQUEST_ATTRIBUTE_LIMIT: usize = 2048;
 /// `OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT` is set (the SDK's limit then applies to every
 /// attribute, these included), else [`DEFAULT_REQUEST_ATTRIBUTE_LIMIT`].
 /// Read once per process (the gRPC layers ask on every call).
+/// The context a client call is made in: the current `tracing` span's (when it is being traced),
+/// else the current OpenTelemetry context.
+pub(crate) fn caller_context() -> opentelemetry::Context {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let current = tracing::Span::current();
+    if current.is_disabled() || current.is_none() {
+        opentelemetry::Context::current()
+    } else {
+        current.context()
+    }
+}
+
 pub(crate) fn default_request_attribute_limit() -> Option<usize> {
     static LIMIT: std::sync::OnceLock<Option<usize>> = std::sync::OnceLock::new();
     *LIMIT.get_or_init(|| {
