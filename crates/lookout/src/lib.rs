@@ -14,7 +14,6 @@ sdk! {
     mod console;
     mod error;
     mod export;
-    mod limits;
     pub mod metrics;
     mod propagation;
     mod redact;

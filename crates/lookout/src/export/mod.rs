@@ -1,6 +1,8 @@
 //! Builds the three SDK providers with their exporters: OTLP (gRPC or HTTP), console, or none.
 
 mod counted;
+mod fixups;
+mod queue;
 #[cfg(any(feature = "grpc", feature = "http"))]
 mod otlp;
 mod runtime;
@@ -26,7 +28,9 @@ use crate::config::{
 };
 use crate::error::InitError;
 use crate::metrics::{Metrics, Shared, StreamPolicy};
-use counted::{Counted, LogDequeue, LogIntake, Queue, SpanFixups, SpanIntake};
+use counted::Counted;
+use fixups::SpanFixups;
+use queue::{LogDequeue, LogIntake, Queue, SpanIntake};
 #[cfg(any(feature = "grpc", feature = "http"))]
 pub(crate) use otlp::Message as OtlpMessage;
 pub(crate) use runtime::ExportRuntime;

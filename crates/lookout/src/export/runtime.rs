@@ -91,7 +91,7 @@ impl ExportRuntime {
 
     /// Every second, says what `queue` dropped (a hung export holds the processor that would
     /// otherwise say it). Ends with the runtime.
-    pub(crate) fn watch(&self, queue: &std::sync::Arc<super::counted::Queue>) {
+    pub(crate) fn watch(&self, queue: &std::sync::Arc<super::queue::Queue>) {
         let queue = std::sync::Arc::downgrade(queue);
         self.handle.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));

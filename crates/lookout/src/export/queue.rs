@@ -1,0 +1,231 @@
+//! lookout's bound on each batch processor's queue: what a full queue turns away is counted, said
+//! and seen by the pipeline health check (the intakes on the application thread, the dequeues on
+//! the batch worker).
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use opentelemetry::Context;
+use opentelemetry::InstrumentationScope;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{LogBatch, LogExporter, LogProcessor, SdkLogRecord};
+use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
+
+use crate::config::Signal;
+use crate::stats::COUNTERS;
+
+/// lookout's own bound on a batch processor's queue, so that what a full queue turns away is
+/// counted (`lookout::stats().traces.dropped`), said in a WARN and seen by the pipeline health
+/// check. The SDK's processor drops silently when its channel is full (its warning needs the
+/// `internal-logs` feature and is said once per process); its channel is made larger than this
+/// bound, so it never fills and every drop happens, and is counted, here.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    signal: Signal,
+    bound: usize,
+    /// Items handed to the processor and not yet to the exporter: in its channel or being
+    /// batched.
+    queued: AtomicUsize,
+    /// The dropped count when the last WARN was said, and when.
+    warned: Mutex<(u64, Option<Instant>)>,
+}
+
+/// At most one WARN about a full queue per signal in this interval.
+const DROP_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
+impl Queue {
+    pub(crate) fn new(signal: Signal, bound: usize) -> Arc<Queue> {
+        Arc::new(Queue {
+            signal,
+            bound,
+            queued: AtomicUsize::new(0),
+            warned: Mutex::new((0, None)),
+        })
+    }
+
+    /// The SDK processor's channel size: room for a batch being taken out on top of the bound.
+    pub(crate) fn sdk_capacity(bound: usize, batch: usize) -> usize {
+        bound.saturating_add(batch)
+    }
+
+    /// Takes a place in the queue; `false` (counted as dropped) when it is full.
+    fn enter(&self) -> bool {
+        if self.queued.fetch_add(1, Relaxed) < self.bound {
+            return true;
+        }
+        self.queued.fetch_sub(1, Relaxed);
+        COUNTERS.signal(self.signal).dropped.fetch_add(1, Relaxed);
+        false
+    }
+
+    /// `n` items left the queue for the exporter.
+    pub(super) fn leave(&self, n: usize) {
+        let _ = self
+            .queued
+            .fetch_update(Relaxed, Relaxed, |q| Some(q.saturating_sub(n)));
+        self.say_drops();
+    }
+
+    /// Says how many items were dropped since the last time: the first drop at once, then at
+    /// most once a minute. Runs on the processor's thread or lookout's export runtime (which
+    /// checks every second, so that drops during a hung export are said too), never in the
+    /// application's.
+    pub(crate) fn say_drops(&self) {
+        let dropped = COUNTERS.signal(self.signal).dropped.load(Relaxed);
+        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        let (said, at) = *warned;
+        if dropped <= said || at.is_some_and(|t| t.elapsed() < DROP_WARNING_INTERVAL) {
+            return;
+        }
+        *warned = (dropped, Some(Instant::now()));
+        drop(warned);
+        let (variable, knob) = match self.signal {
+            Signal::Logs => ("OTEL_BLRP_MAX_QUEUE_SIZE", "raise the log level filter"),
+            _ => (
+                "OTEL_BSP_MAX_QUEUE_SIZE",
+                "lower the sampling ratio (OTEL_TRACES_SAMPLER_ARG)",
+            ),
+        };
+        // An export still waiting while the queue overflows: the destination is the bottleneck.
+        let waiting = COUNTERS.signal(self.signal).in_flight.load(Relaxed) > 0;
+        if COUNTERS.in_outage(self.signal) || waiting {
+            let cause = COUNTERS
+                .snapshot()
+                .last_error
+                .filter(|e| e.signal == self.signal && !e.resolved)
+                .map_or_else(|| "it has not answered".to_owned(), |e| e.message);
+            tracing::warn!(
+                target: "lookout::export",
+                signal = %self.signal,
+                dropped = dropped - said,
+                queue = self.bound,
+                "the {} export queue ({} items) was full: {} items were dropped (lookout::stats() counts them) \
+                 because the destination is not taking exports ({cause}). They will flow again once it is back; \
+                 a larger {variable} rides out a longer outage",
+                self.signal,
+                self.bound,
+                dropped - said,
+            );
+        } else {
+            tracing::warn!(
+                target: "lookout::export",
+                signal = %self.signal,
+                dropped = dropped - said,
+                queue = self.bound,
+                "the {} export queue ({} items) was full: {} items were dropped (lookout::stats() counts them). \
+                 The exporter cannot keep up: {knob}, raise {variable}, or give the process more CPU",
+                self.signal,
+                self.bound,
+                dropped - said,
+            );
+        }
+    }
+}
+
+/// Counts sampled spans handed to the batch processor, and drops them when lookout's bound on its
+/// queue is reached. Runs in the application thread at every span end, so it does nothing else.
+#[derive(Debug)]
+pub(crate) struct SpanIntake<P> {
+    inner: P,
+    queue: Arc<Queue>,
+}
+
+impl<P> SpanIntake<P> {
+    pub(crate) fn new(inner: P, queue: Arc<Queue>) -> Self {
+        Self { inner, queue }
+    }
+}
+
+impl<P: SpanProcessor> SpanProcessor for SpanIntake<P> {
+    fn on_start(&self, span: &mut Span, cx: &Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        if !span.span_context.is_sampled() {
+            return;
+        }
+        COUNTERS
+            .signal(Signal::Traces)
+            .accepted
+            .fetch_add(1, Relaxed);
+        if self.queue.enter() {
+            self.inner.on_end(span);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// Counts log records handed to the batch processor.
+#[derive(Debug)]
+pub(crate) struct LogIntake<P> {
+    inner: P,
+    queue: Arc<Queue>,
+}
+
+impl<P> LogIntake<P> {
+    pub(crate) fn new(inner: P, queue: Arc<Queue>) -> Self {
+        Self { inner, queue }
+    }
+}
+
+impl<P: LogProcessor> LogProcessor for LogIntake<P> {
+    fn emit(&self, data: &mut SdkLogRecord, instrumentation: &InstrumentationScope) {
+        COUNTERS.signal(Signal::Logs).accepted.fetch_add(1, Relaxed);
+        if self.queue.enter() {
+            self.inner.emit(data, instrumentation);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// Takes each batch of log records off lookout's count of the export queue.
+#[derive(Debug)]
+pub(crate) struct LogDequeue<E> {
+    inner: E,
+    queue: Arc<Queue>,
+}
+
+impl<E> LogDequeue<E> {
+    pub(crate) fn new(inner: E, queue: Arc<Queue>) -> Self {
+        Self { inner, queue }
+    }
+}
+
+impl<E: LogExporter> LogExporter for LogDequeue<E> {
+    fn export(&self, batch: LogBatch<'_>) -> impl Future<Output = OTelSdkResult> + Send {
+        self.queue.leave(batch.iter().count());
+        self.inner.export(batch)
+    }
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
