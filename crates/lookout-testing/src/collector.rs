@@ -67,8 +67,42 @@ pub struct Collector {
     _dir: tempfile::TempDir,
 }
 
-/// A free TCP port on 127.0.0.1 (free when this returns; bind it soon).
+/// A free TCP port on 127.0.0.1 (free when this returns; bind it soon), never one this process
+/// handed out before.
+///
+/// Taken below the kernel's ephemeral range (`ip_local_port_range`, usually 32768-60999) when
+/// there is room: a port from `bind(0)` comes from that range, where every outgoing connection of
+/// every process on the machine also takes its local port, so between this probe and the server's
+/// own bind a client elsewhere could take it (a collector then failed with "address already in
+/// use"). Below the range only listeners bind.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 10_000;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    if ephemeral_start > FIRST + 1_000 {
+        let span = ephemeral_start - FIRST;
+        // Each process starts at its own offset (test binaries run one after another, and the
+        // ports of the previous one may linger in TIME_WAIT).
+        let _ = NEXT.compare_exchange(
+            0,
+            std::process::id().wrapping_mul(7_919) % span + 1,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+        for _ in 0..span.min(2_000) {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = FIRST + n % span;
+            if let Ok(port) = u16::try_from(port)
+                && TcpListener::bind(("127.0.0.1", port)).is_ok()
+            {
+                return port;
+            }
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
