@@ -346,51 +346,14 @@ impl Settings {
 
         let temporality = o
             .temporality
-            .or_else(|| {
-                env.choice(
-                    "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
-                    &[
-                        ("cumulative", TemporalityPreference::Cumulative),
-                        ("delta", TemporalityPreference::Delta),
-                        ("lowmemory", TemporalityPreference::LowMemory),
-                    ],
-                    "cumulative",
-                )
-            })
+            .or_else(|| temporality_from_env(&mut env))
             .unwrap_or(TemporalityPreference::Cumulative);
 
         let histogram_aggregation = o
             .histogram_aggregation
-            .or_else(|| {
-                env.choice(
-                    "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
-                    &[
-                        (
-                            "explicit_bucket_histogram",
-                            HistogramAggregation::ExplicitBuckets,
-                        ),
-                        (
-                            "base2_exponential_bucket_histogram",
-                            HistogramAggregation::Base2Exponential,
-                        ),
-                    ],
-                    "explicit_bucket_histogram",
-                )
-            })
+            .or_else(|| histogram_aggregation_from_env(&mut env))
             .unwrap_or(HistogramAggregation::ExplicitBuckets);
-        // Read so a typo is reported; the 0.33 SDK records no exemplars, whatever the filter.
-        let _ = env.choice(
-            "OTEL_METRICS_EXEMPLAR_FILTER",
-            &[("trace_based", ()), ("always_on", ()), ("always_off", ())],
-            "trace_based",
-        );
-        if env.raw("OTEL_CONFIG_FILE").is_some() {
-            env.warn(
-                "OTEL_CONFIG_FILE",
-                "declarative configuration files are not supported yet; it is ignored and the \
-                 environment and builder settings are used",
-            );
-        }
+        warn_unsupported(&mut env);
 
         let sampler = match o.sampler {
             Some(s) => {
@@ -414,18 +377,7 @@ impl Settings {
 
         let console = o
             .console
-            .or_else(|| {
-                env.choice(
-                    "LOOKOUT_CONSOLE",
-                    &[
-                        ("pretty", ConsoleFormat::Pretty),
-                        ("compact", ConsoleFormat::Compact),
-                        ("json", ConsoleFormat::Json),
-                        ("off", ConsoleFormat::Off),
-                    ],
-                    "compact",
-                )
-            })
+            .or_else(|| console_from_env(&mut env))
             .unwrap_or(ConsoleFormat::Compact);
         let console_spans = o
             .console_spans
@@ -439,41 +391,10 @@ impl Settings {
             .or_else(|| env.millis("LOOKOUT_SHUTDOWN_TIMEOUT", Duration::from_secs(5), false))
             .unwrap_or(Duration::from_secs(5));
 
-        let redaction = o.redaction.clone().unwrap_or_else(|| {
-            let list = |env: &EnvReader<'_>, name: &str| -> Vec<String> {
-                env.raw(name)
-                    .map(|v| {
-                        v.split(',')
-                            .map(|k| k.trim().to_owned())
-                            .filter(|k| !k.is_empty())
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
-            let enabled = match env.raw("LOOKOUT_REDACT").as_deref().map(str::trim) {
-                None => true,
-                Some(v) if v.eq_ignore_ascii_case("on") || v.eq_ignore_ascii_case("true") => true,
-                Some(v) if v.eq_ignore_ascii_case("off") || v.eq_ignore_ascii_case("false") => {
-                    false
-                }
-                Some(v) => {
-                    env.warn(
-                        "LOOKOUT_REDACT",
-                        format!("{v:?} is not `on` or `off`; redaction stays on"),
-                    );
-                    true
-                }
-            };
-            let redaction = if enabled {
-                crate::redact::Redaction::new()
-            } else {
-                crate::redact::Redaction::off()
-            };
-            redaction
-                .extra_keys(list(&env, "LOOKOUT_REDACT_KEYS"))
-                .allow_only(list(&env, "LOOKOUT_REDACT_ALLOW"))
-                .emails(env.bool("LOOKOUT_REDACT_EMAILS").unwrap_or(false))
-        });
+        let redaction = o
+            .redaction
+            .clone()
+            .unwrap_or_else(|| redaction_from_env(&mut env));
 
         let cardinality_limit = o
             .cardinality_limit
@@ -530,6 +451,105 @@ impl Settings {
         };
         Ok((settings, env.warnings))
     }
+}
+
+/// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`.
+fn temporality_from_env(env: &mut EnvReader<'_>) -> Option<TemporalityPreference> {
+    env.choice(
+            "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE",
+            &[
+                ("cumulative", TemporalityPreference::Cumulative),
+                ("delta", TemporalityPreference::Delta),
+                ("lowmemory", TemporalityPreference::LowMemory),
+            ],
+            "cumulative",
+        )
+}
+
+/// `OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION`.
+fn histogram_aggregation_from_env(env: &mut EnvReader<'_>) -> Option<HistogramAggregation> {
+    env.choice(
+            "OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION",
+            &[
+                (
+                    "explicit_bucket_histogram",
+                    HistogramAggregation::ExplicitBuckets,
+                ),
+                (
+                    "base2_exponential_bucket_histogram",
+                    HistogramAggregation::Base2Exponential,
+                ),
+            ],
+            "explicit_bucket_histogram",
+        )
+}
+
+/// Variables lookout reads only to say what it does not do with them.
+fn warn_unsupported(env: &mut EnvReader<'_>) {
+    // Read so a typo is reported; the 0.33 SDK records no exemplars, whatever the filter.
+    let _ = env.choice(
+        "OTEL_METRICS_EXEMPLAR_FILTER",
+        &[("trace_based", ()), ("always_on", ()), ("always_off", ())],
+        "trace_based",
+    );
+    if env.raw("OTEL_CONFIG_FILE").is_some() {
+        env.warn(
+            "OTEL_CONFIG_FILE",
+            "declarative configuration files are not supported yet; it is ignored and the \
+             environment and builder settings are used",
+        );
+    }
+}
+
+/// `LOOKOUT_CONSOLE`.
+fn console_from_env(env: &mut EnvReader<'_>) -> Option<ConsoleFormat> {
+    env.choice(
+            "LOOKOUT_CONSOLE",
+            &[
+                ("pretty", ConsoleFormat::Pretty),
+                ("compact", ConsoleFormat::Compact),
+                ("json", ConsoleFormat::Json),
+                ("off", ConsoleFormat::Off),
+            ],
+            "compact",
+        )
+}
+
+/// `LOOKOUT_REDACT`, `LOOKOUT_REDACT_KEYS`, `LOOKOUT_REDACT_ALLOW`, `LOOKOUT_REDACT_EMAILS`.
+fn redaction_from_env(env: &mut EnvReader<'_>) -> crate::redact::Redaction {
+    let list = |env: &EnvReader<'_>, name: &str| -> Vec<String> {
+        env.raw(name)
+            .map(|v| {
+                v.split(',')
+                    .map(|k| k.trim().to_owned())
+                    .filter(|k| !k.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let enabled = match env.raw("LOOKOUT_REDACT").as_deref().map(str::trim) {
+        None => true,
+        Some(v) if v.eq_ignore_ascii_case("on") || v.eq_ignore_ascii_case("true") => true,
+        Some(v) if v.eq_ignore_ascii_case("off") || v.eq_ignore_ascii_case("false") => {
+            false
+        }
+        Some(v) => {
+            env.warn(
+                "LOOKOUT_REDACT",
+                format!("{v:?} is not `on` or `off`; redaction stays on"),
+            );
+            true
+        }
+    };
+    let redaction = if enabled {
+        crate::redact::Redaction::new()
+    } else {
+        crate::redact::Redaction::off()
+    };
+    redaction
+        .extra_keys(list(env, "LOOKOUT_REDACT_KEYS"))
+        .allow_only(list(env, "LOOKOUT_REDACT_ALLOW"))
+        .emails(env.bool("LOOKOUT_REDACT_EMAILS").unwrap_or(false))
 }
 
 fn batch_from_env(env: &mut EnvReader<'_>, prefix: &str, d: BatchSettings) -> BatchSettings {

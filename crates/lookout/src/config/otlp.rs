@@ -153,20 +153,89 @@ pub(crate) fn resolve_otlp(
     env: &mut EnvReader<'_>,
     problems: &mut Vec<String>,
 ) -> OtlpSettings {
-    let s = signal.upper();
-    let var = |suffix: &str| -> [String; 2] {
-        [
-            format!("OTEL_EXPORTER_OTLP_{s}_{suffix}"),
-            format!("OTEL_EXPORTER_OTLP_{suffix}"),
-        ]
-    };
+    let var = |suffix: &str| otlp_vars(signal, suffix);
+    let protocol = resolve_protocol(signal, general, specific, env, problems);
+    let endpoint = resolve_endpoint(signal, general, specific, protocol, env, problems);
+    let headers = resolve_headers(signal, general, specific, env, problems);
 
+    let timeout = specific.timeout.or(general.timeout).unwrap_or_else(|| {
+        let [sv, gv] = var("TIMEOUT");
+        env.millis(&sv, DEFAULT_TIMEOUT, true)
+            .or_else(|| env.millis(&gv, DEFAULT_TIMEOUT, true))
+            .unwrap_or(DEFAULT_TIMEOUT)
+    });
+
+    let compression = specific
+        .compression
+        .or(general.compression)
+        .unwrap_or_else(|| {
+            let options = [("gzip", Compression::Gzip), ("none", Compression::None)];
+            let [sv, gv] = var("COMPRESSION");
+            let name = if env.raw(&sv).is_some() { sv } else { gv };
+            env.choice(&name, &options, "none")
+                .unwrap_or(Compression::None)
+        });
+
+    let mut tls_file = |code: Option<&PathBuf>, suffix: &str| {
+        resolve_tls_file(signal, code, suffix, env, problems)
+    };
+    let certificate = tls_file(
+        specific
+            .certificate
+            .as_ref()
+            .or(general.certificate.as_ref()),
+        "CERTIFICATE",
+    );
+    let client_certificate = tls_file(
+        specific
+            .client_certificate
+            .as_ref()
+            .or(general.client_certificate.as_ref()),
+        "CLIENT_CERTIFICATE",
+    );
+    let client_key = tls_file(
+        specific.client_key.as_ref().or(general.client_key.as_ref()),
+        "CLIENT_KEY",
+    );
+
+    OtlpSettings {
+        endpoint,
+        protocol,
+        headers,
+        timeout,
+        compression,
+        certificate,
+        client_certificate,
+        client_key,
+    }
+}
+
+/// The two names of an OTLP variable, the signal's own first: `OTEL_EXPORTER_OTLP_TRACES_<suffix>`,
+/// `OTEL_EXPORTER_OTLP_<suffix>`.
+fn otlp_vars(signal: Signal, suffix: &str) -> [String; 2] {
+    let s = signal.upper();
+    [
+        format!("OTEL_EXPORTER_OTLP_{s}_{suffix}"),
+        format!("OTEL_EXPORTER_OTLP_{suffix}"),
+    ]
+}
+
+/// The protocol: the builder's, else `OTEL_EXPORTER_OTLP_[SIGNAL_]PROTOCOL`, else the default one
+/// compiled in. One not compiled in is a problem from code, a warning from the environment.
+fn resolve_protocol(
+    signal: Signal,
+    general: &OtlpOptions,
+    specific: &OtlpOptions,
+    env: &mut EnvReader<'_>,
+    problems: &mut Vec<String>,
+) -> Protocol {
+    let var = |suffix: &str| otlp_vars(signal, suffix);
     let protocols = [
         ("grpc", Protocol::Grpc),
         ("http/protobuf", Protocol::HttpProtobuf),
         ("http/json", Protocol::HttpJson),
     ];
-    let protocol = match specific.protocol.or(general.protocol) {
+    match specific.protocol.or(general.protocol) {
         Some(p) if !p.is_compiled_in() => {
             problems.push(format!(
                 "protocol {} is not compiled in; enable lookout's `{}` feature",
@@ -201,9 +270,21 @@ pub(crate) fn resolve_otlp(
                 None => Protocol::default_compiled(),
             }
         }
-    };
-    let is_http = protocol != Protocol::Grpc;
+    }
+}
 
+/// The endpoint: the builder's (signal's, then general), else the environment's, else the
+/// default for the protocol (`/v1/<signal>` added to a general HTTP endpoint).
+fn resolve_endpoint(
+    signal: Signal,
+    general: &OtlpOptions,
+    specific: &OtlpOptions,
+    protocol: Protocol,
+    env: &mut EnvReader<'_>,
+    problems: &mut Vec<String>,
+) -> Url {
+    let var = |suffix: &str| otlp_vars(signal, suffix);
+    let is_http = protocol != Protocol::Grpc;
     let insecure = {
         let [sv, gv] = var("INSECURE");
         env.bool(&sv).or_else(|| env.bool(&gv)).unwrap_or(false)
@@ -232,7 +313,7 @@ pub(crate) fn resolve_otlp(
                 .map(|e| (e, Some(sv), true))
                 .or_else(|| env.raw(&gv).map(|e| (e, Some(gv), false)))
         });
-    let endpoint = match given {
+    match given {
         None => default_endpoint(),
         Some((text, from_env, is_specific)) => {
             match parse_endpoint(&text, is_http, insecure, signal, is_specific) {
@@ -255,8 +336,19 @@ pub(crate) fn resolve_otlp(
                 },
             }
         }
-    };
+    }
+}
 
+/// The headers, general then signal's own, environment then builder (a later one replaces an
+/// earlier one of the same name); a malformed one is a problem that never shows its text.
+fn resolve_headers(
+    signal: Signal,
+    general: &OtlpOptions,
+    specific: &OtlpOptions,
+    env: &mut EnvReader<'_>,
+    problems: &mut Vec<String>,
+) -> Vec<(String, String)> {
+    let var = |suffix: &str| otlp_vars(signal, suffix);
     let mut headers = Vec::new();
     let [sv, gv] = var("HEADERS");
     for name in [gv, sv] {
@@ -288,86 +380,38 @@ pub(crate) fn resolve_otlp(
             ));
         }
     }
+    headers
+}
 
-    let timeout = specific.timeout.or(general.timeout).unwrap_or_else(|| {
-        let [sv, gv] = var("TIMEOUT");
-        env.millis(&sv, DEFAULT_TIMEOUT, true)
-            .or_else(|| env.millis(&gv, DEFAULT_TIMEOUT, true))
-            .unwrap_or(DEFAULT_TIMEOUT)
-    });
-
-    let compression = specific
-        .compression
-        .or(general.compression)
-        .unwrap_or_else(|| {
-            let options = [("gzip", Compression::Gzip), ("none", Compression::None)];
-            let [sv, gv] = var("COMPRESSION");
-            let name = if env.raw(&sv).is_some() { sv } else { gv };
-            env.choice(&name, &options, "none")
-                .unwrap_or(Compression::None)
-        });
-
-    let path = |env: &mut EnvReader<'_>,
-                code: Option<&PathBuf>,
-                suffix: &str,
-                problems: &mut Vec<String>|
-     -> Option<PathBuf> {
-        if let Some(p) = code {
-            if !p.is_file() {
-                problems.push(format!("TLS file {} does not exist", p.display()));
-            }
-            return Some(p.clone());
+/// A TLS file: the builder's (must exist: a problem), else the environment's (a missing file is
+/// a warning and ignored).
+fn resolve_tls_file(
+    signal: Signal,
+    code: Option<&PathBuf>,
+    suffix: &str,
+    env: &mut EnvReader<'_>,
+    problems: &mut Vec<String>,
+) -> Option<PathBuf> {
+    if let Some(p) = code {
+        if !p.is_file() {
+            problems.push(format!("TLS file {} does not exist", p.display()));
         }
-        let [sv, gv] = var(suffix);
-        let (name, value) = env
-            .raw(&sv)
-            .map(|v| (sv, v))
-            .or_else(|| env.raw(&gv).map(|v| (gv, v)))?;
-        let p = PathBuf::from(value);
-        if p.is_file() {
-            Some(p)
-        } else {
-            env.warn(
-                &name,
-                format!("file {} does not exist; it is ignored", p.display()),
-            );
-            None
-        }
-    };
-    let certificate = path(
-        env,
-        specific
-            .certificate
-            .as_ref()
-            .or(general.certificate.as_ref()),
-        "CERTIFICATE",
-        problems,
-    );
-    let client_certificate = path(
-        env,
-        specific
-            .client_certificate
-            .as_ref()
-            .or(general.client_certificate.as_ref()),
-        "CLIENT_CERTIFICATE",
-        problems,
-    );
-    let client_key = path(
-        env,
-        specific.client_key.as_ref().or(general.client_key.as_ref()),
-        "CLIENT_KEY",
-        problems,
-    );
-
-    OtlpSettings {
-        endpoint,
-        protocol,
-        headers,
-        timeout,
-        compression,
-        certificate,
-        client_certificate,
-        client_key,
+        return Some(p.clone());
+    }
+    let [sv, gv] = otlp_vars(signal, suffix);
+    let (name, value) = env
+        .raw(&sv)
+        .map(|v| (sv, v))
+        .or_else(|| env.raw(&gv).map(|v| (gv, v)))?;
+    let p = PathBuf::from(value);
+    if p.is_file() {
+        Some(p)
+    } else {
+        env.warn(
+            &name,
+            format!("file {} does not exist; it is ignored", p.display()),
+        );
+        None
     }
 }
 
