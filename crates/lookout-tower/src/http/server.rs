@@ -297,6 +297,92 @@ fn skipped(skip: &[String], path: &str) -> bool {
     })
 }
 
+/// The SERVER span's attributes, as the HTTP server span conventions have them, the captured
+/// request headers, and what the `on_request` hook adds. Values taken from the request are cut to
+/// the layer's attribute limit.
+fn span_attributes(
+    config: &Config,
+    parts: &Parts,
+    method: HttpMethod,
+    route: &Route,
+    scheme: &'static str,
+    version: &'static str,
+) -> Vec<KeyValue> {
+    let mut attributes = Vec::with_capacity(10 + config.request_headers.len());
+    attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method.as_str()));
+    if method == HttpMethod::OTHER {
+        attributes.push(KeyValue::new(
+            semconv::HTTP_REQUEST_METHOD_ORIGINAL,
+            super::bounded(parts.method.as_str(), config.attribute_limit),
+        ));
+    }
+    if let Some(r) = route.template() {
+        attributes.push(KeyValue::new(semconv::HTTP_ROUTE, Arc::clone(r)));
+    }
+    let limit = config.attribute_limit;
+    attributes.push(KeyValue::new(
+        semconv::URL_PATH,
+        super::bounded(parts.uri.path(), limit),
+    ));
+    attributes.push(KeyValue::new(semconv::URL_SCHEME, scheme));
+    attributes.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, version));
+    // The request target's authority (HTTP/2 `:authority`, absolute-form), else `Host`.
+    let authority = parts
+        .uri
+        .authority()
+        .map(http::uri::Authority::as_str)
+        .or_else(|| parts.headers.get(http::header::HOST)?.to_str().ok());
+    if let Some((host, port)) = authority.and_then(super::host_and_port) {
+        attributes.push(KeyValue::new(
+            semconv::SERVER_ADDRESS,
+            super::bounded(&host, limit),
+        ));
+        if let Some(port) = port {
+            attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
+        }
+    }
+    if let Some(query) = parts.uri.query() {
+        attributes.push(KeyValue::new(
+            semconv::URL_QUERY,
+            super::bounded(&super::redacted_query(query), limit),
+        ));
+    }
+    if let Some(ua) = parts
+        .headers
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+    {
+        attributes.push(KeyValue::new(
+            semconv::USER_AGENT_ORIGINAL,
+            super::bounded(ua, limit),
+        ));
+    }
+    header_attributes(
+        &mut attributes,
+        semconv::HTTP_REQUEST_HEADER,
+        &config.request_headers,
+        &parts.headers,
+        limit,
+    );
+    if let Some(hook) = &config.on_request {
+        hook(parts, &mut attributes);
+    }
+    attributes
+}
+
+/// The request body's size: exact from the body, else `Content-Length`.
+fn request_size<B: Body>(parts: &Parts, body: &B) -> Option<u64> {
+    body.size_hint().exact().or_else(|| {
+        parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()
+    })
+}
+
 fn route_of(config: &Config, routes: &Routes, parts: &Parts) -> Arc<Route> {
     #[cfg(feature = "axum")]
     if let Some(m) = parts.extensions.get::<axum::extract::MatchedPath>() {
@@ -519,65 +605,7 @@ where
         let parent = opentelemetry::global::get_text_map_propagator(|p| {
             p.extract(&HeaderExtractor(&parts.headers))
         });
-        let mut attributes = Vec::with_capacity(10 + config.request_headers.len());
-        attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method.as_str()));
-        if method == HttpMethod::OTHER {
-            attributes.push(KeyValue::new(
-                semconv::HTTP_REQUEST_METHOD_ORIGINAL,
-                super::bounded(parts.method.as_str(), config.attribute_limit),
-            ));
-        }
-        if let Some(r) = route.template() {
-            attributes.push(KeyValue::new(semconv::HTTP_ROUTE, Arc::clone(r)));
-        }
-        let limit = config.attribute_limit;
-        attributes.push(KeyValue::new(
-            semconv::URL_PATH,
-            super::bounded(parts.uri.path(), limit),
-        ));
-        attributes.push(KeyValue::new(semconv::URL_SCHEME, scheme));
-        attributes.push(KeyValue::new(semconv::NETWORK_PROTOCOL_VERSION, version));
-        // The request target's authority (HTTP/2 `:authority`, absolute-form), else `Host`.
-        let authority = parts
-            .uri
-            .authority()
-            .map(http::uri::Authority::as_str)
-            .or_else(|| parts.headers.get(http::header::HOST)?.to_str().ok());
-        if let Some((host, port)) = authority.and_then(super::host_and_port) {
-            attributes.push(KeyValue::new(
-                semconv::SERVER_ADDRESS,
-                super::bounded(&host, limit),
-            ));
-            if let Some(port) = port {
-                attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(port)));
-            }
-        }
-        if let Some(query) = parts.uri.query() {
-            attributes.push(KeyValue::new(
-                semconv::URL_QUERY,
-                super::bounded(&super::redacted_query(query), limit),
-            ));
-        }
-        if let Some(ua) = parts
-            .headers
-            .get(http::header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-        {
-            attributes.push(KeyValue::new(
-                semconv::USER_AGENT_ORIGINAL,
-                super::bounded(ua, limit),
-            ));
-        }
-        header_attributes(
-            &mut attributes,
-            semconv::HTTP_REQUEST_HEADER,
-            &config.request_headers,
-            &parts.headers,
-            limit,
-        );
-        if let Some(hook) = &config.on_request {
-            hook(&parts, &mut attributes);
-        }
+        let attributes = span_attributes(&config, &parts, method, &route, scheme, version);
         let span = config.tracer().build_with_context(
             SpanBuilder::from_name(name)
                 .with_kind(SpanKind::Server)
@@ -586,15 +614,7 @@ where
         );
         let cx = parent.with_span(span);
         let request_size = if config.body_sizes {
-            body.size_hint().exact().or_else(|| {
-                parts
-                    .headers
-                    .get(http::header::CONTENT_LENGTH)?
-                    .to_str()
-                    .ok()?
-                    .parse()
-                    .ok()
-            })
+            request_size(&parts, &body)
         } else {
             None
         };
