@@ -205,7 +205,7 @@ impl Admin {
         Ok(AdminServer {
             addr: local,
             stop,
-            task,
+            task: tokio::sync::Mutex::new(Task::Running(task)),
         })
     }
 
@@ -223,7 +223,13 @@ impl Admin {
 pub struct AdminServer {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Stopped>,
+    task: tokio::sync::Mutex<Task>,
+}
+
+#[derive(Debug)]
+enum Task {
+    Running(tokio::task::JoinHandle<Stopped>),
+    Done(Stopped),
 }
 
 impl AdminServer {
@@ -233,9 +239,16 @@ impl AdminServer {
     }
 
     /// Stops accepting, lets the requests in progress finish for up to 5 s, closes what is still
-    /// open, and returns what it did. Idle or slow clients cannot hold it longer.
-    pub async fn shutdown(self) -> Stopped {
+    /// open, and returns what it did. Idle or slow clients cannot hold it longer. Safe to call
+    /// more than once, and from several tasks: later calls return the first outcome.
+    pub async fn shutdown(&self) -> Stopped {
         let _ = self.stop.send(true);
-        self.task.await.unwrap_or_default()
+        let mut task = self.task.lock().await;
+        let stopped = match &mut *task {
+            Task::Running(handle) => handle.await.unwrap_or_default(),
+            Task::Done(stopped) => return *stopped,
+        };
+        *task = Task::Done(stopped);
+        stopped
     }
 }

@@ -59,6 +59,11 @@ async fn admin_shutdown_closes_idle_and_half_sent_connections_at_the_deadline() 
         let end = tokio::time::timeout(HANG, c.read_to_end(&mut rest)).await;
         assert!(end.is_ok(), "a connection stayed open after shutdown");
     }
+    // Shutdown is repeatable: a second call returns the first outcome.
+    let again = tokio::time::timeout(HANG, admin.shutdown())
+        .await
+        .expect("a second shutdown returns at once");
+    assert_eq!(again, stopped);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,7 +53,7 @@ async fn job(n: u64, meter: Option<opentelemetry::metrics::Meter>) -> Duration {
         tokio::task::yield_now().await;
     }
     let elapsed = start.elapsed();
-    job.shutdown(Duration::ZERO).await;
+    job.shutdown_within(Duration::ZERO).await;
     elapsed
 }
 

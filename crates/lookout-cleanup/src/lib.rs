@@ -11,8 +11,8 @@ mod telemetry;
 pub use crate::context::{RunContext, Trigger};
 pub use crate::error::BuildError;
 pub use crate::job::{
-    DEFAULT_FAILURES_BEFORE_DOWN, DEFAULT_HISTORY, Job, JobBuilder, JobHealth, NotStarted, Overlap,
-    ShutdownReport,
+    DEFAULT_DRAIN, DEFAULT_FAILURES_BEFORE_DOWN, DEFAULT_HISTORY, Job, JobBuilder, JobHealth,
+    NotStarted, Overlap, ShutdownReport,
 };
 pub use crate::schedule::Schedule;
 pub use crate::stats::{JobStats, Outcome, RunRecord, Stats};

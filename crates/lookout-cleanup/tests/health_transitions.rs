@@ -117,7 +117,7 @@ async fn health_follows_the_job_on_time_late_failing_down_and_recovered() {
     assert_eq!(status().status(), Status::Degraded);
     job.resume();
     assert_eq!(status().status(), Status::Up);
-    job.shutdown(Duration::ZERO).await;
+    job.shutdown_within(Duration::ZERO).await;
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -140,7 +140,7 @@ async fn before_its_first_success_a_job_is_late_only_after_its_period_and_grace(
     let late = job.health_check().assess();
     assert_eq!(late.status(), Status::Degraded, "{late:?}");
     assert_eq!(late.error_type(), Some("late"));
-    job.shutdown(Duration::ZERO).await;
+    job.shutdown_within(Duration::ZERO).await;
 }
 
 /// A run blocked in synchronous code cannot be dropped; the health check sees it stuck. Real
@@ -182,5 +182,5 @@ async fn a_run_stuck_past_its_deadline_and_grace_is_down() {
     }
     assert_eq!(job.history()[0].outcome, lookout_cleanup::Outcome::Timeout);
     assert_eq!(health.assess().status(), Status::Degraded);
-    job.shutdown(Duration::ZERO).await;
+    job.shutdown_within(Duration::ZERO).await;
 }

@@ -45,7 +45,7 @@ async fn a_run_that_stops_at_its_deadline_keeps_its_statistics() {
     let stats = job.stats();
     assert_eq!(stats.consecutive_failures, 1);
     assert_eq!(stats.backlog, 42);
-    job.shutdown(Duration::ZERO).await;
+    job.shutdown_within(Duration::ZERO).await;
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -86,7 +86,7 @@ async fn a_run_that_ignores_its_deadline_is_dropped_after_the_grace() {
         "{run:?}"
     );
     assert_eq!(job.stats().in_progress, 0);
-    job.shutdown(Duration::ZERO).await;
+    job.shutdown_within(Duration::ZERO).await;
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -131,7 +131,7 @@ async fn an_item_budget_deletes_in_batches_and_reports_the_rest() {
     assert_eq!(backlog.load(Ordering::SeqCst), 0);
     assert_eq!(job.stats().items_removed, 1_000);
     assert_eq!(job.stats().backlog, 0);
-    job.shutdown(Duration::ZERO).await;
+    job.shutdown_within(Duration::ZERO).await;
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -153,7 +153,7 @@ async fn a_time_budget_stops_taking_batches() {
     let run = &job.history()[0];
     assert_eq!(run.outcome, Outcome::Success);
     assert_eq!(run.stats.removed, 4, "batches start at 0, 100, 200, 300 ms");
-    job.shutdown(Duration::ZERO).await;
+    job.shutdown_within(Duration::ZERO).await;
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -186,7 +186,7 @@ async fn a_panicking_run_is_a_failure_and_the_schedule_goes_on() {
     );
     assert_eq!(history[0].outcome, Outcome::Success);
     assert_eq!(job.stats().consecutive_failures, 0);
-    job.shutdown(Duration::ZERO).await;
+    job.shutdown_within(Duration::ZERO).await;
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -200,7 +200,7 @@ async fn an_error_is_a_failure_named_by_its_type() {
     assert_eq!(run.outcome, Outcome::Failure);
     assert_eq!(run.error_type.as_deref(), Some("Error"));
     assert_eq!(run.message.as_deref(), Some("disk full"));
-    job.shutdown(Duration::ZERO).await;
+    job.shutdown_within(Duration::ZERO).await;
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -216,7 +216,7 @@ async fn shutdown_waits_for_a_run_within_the_drain_timeout() {
         })
         .unwrap();
     sleep(Duration::from_millis(10)).await;
-    let report = job.shutdown(Duration::from_secs(1)).await;
+    let report = job.shutdown_within(Duration::from_secs(1)).await;
     assert_eq!((report.drained, report.cancelled), (1, 0));
     assert_eq!(job.history()[0].outcome, Outcome::Success);
     assert!(matches!(
@@ -246,7 +246,7 @@ async fn shutdown_cancels_runs_still_going_after_the_drain_timeout() {
         .unwrap();
     sleep(Duration::from_millis(10)).await;
     let t = Instant::now();
-    let report = job.shutdown(Duration::from_secs(2)).await;
+    let report = job.shutdown_within(Duration::from_secs(2)).await;
     assert_eq!(t.elapsed(), Duration::from_secs(2));
     assert_eq!((report.drained, report.cancelled), (0, 1));
     assert_eq!(drops.load(Ordering::SeqCst), 1);
@@ -256,4 +256,27 @@ async fn shutdown_cancels_runs_still_going_after_the_drain_timeout() {
         run.message.as_deref().unwrap().contains("shutdown"),
         "{run:?}"
     );
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn shutdown_waits_the_drain_the_builder_set_and_is_repeatable() {
+    let job = Job::builder("builder-drain")
+        .every(Duration::from_secs(60))
+        .deadline(Duration::from_secs(3600))
+        .drain(Duration::from_secs(3))
+        .spawn(|_ctx: RunContext| async {
+            sleep(Duration::from_secs(600)).await;
+            Ok::<_, String>(Stats::default())
+        })
+        .unwrap();
+    sleep(Duration::from_millis(10)).await;
+    let t = Instant::now();
+    let report = job.shutdown().await;
+    assert_eq!(t.elapsed(), Duration::from_secs(3), "the builder's drain");
+    assert_eq!((report.drained, report.cancelled), (0, 1));
+    // A second call finds nothing running and returns at once.
+    let t = Instant::now();
+    let again = job.shutdown().await;
+    assert_eq!(t.elapsed(), Duration::ZERO);
+    assert_eq!((again.drained, again.cancelled), (0, 0));
 }

@@ -83,7 +83,7 @@ async fn forbid_skips_and_counts_ticks_while_a_run_is_in_progress() {
         job.run_now(),
         Err(NotStarted::Overlap { running: 1, .. })
     ));
-    job.shutdown(Duration::from_secs(1)).await;
+    job.shutdown_within(Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -100,7 +100,7 @@ async fn allow_n_runs_up_to_n_at_once() {
     assert_eq!(probe.max.load(Ordering::SeqCst), 2);
     assert!(count(&job, Outcome::Skipped) > 0);
     assert!(count(&job, Outcome::Success) >= 4);
-    job.shutdown(Duration::from_secs(1)).await;
+    job.shutdown_within(Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -125,7 +125,7 @@ async fn replace_cancels_the_running_one_and_drops_its_future() {
         .find(|r| r.outcome == Outcome::Cancelled)
         .unwrap();
     assert!(cancelled.message.unwrap().contains("replaced"));
-    job.shutdown(Duration::ZERO).await;
+    job.shutdown_within(Duration::ZERO).await;
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -153,7 +153,7 @@ async fn a_stall_skips_the_missed_ticks_instead_of_bursting() {
     assert_eq!(probe.started.load(Ordering::SeqCst), 3);
     let lagged = &job.history()[1];
     assert!(lagged.lag >= Duration::from_millis(9_500), "{lagged:?}");
-    job.shutdown(Duration::from_secs(1)).await;
+    job.shutdown_within(Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -170,7 +170,7 @@ async fn after_each_waits_for_the_previous_run_then_the_delay() {
     assert_eq!(probe.started.load(Ordering::SeqCst), 4);
     assert_eq!(count(&job, Outcome::Skipped), 0);
     assert_eq!(probe.max.load(Ordering::SeqCst), 1);
-    job.shutdown(Duration::from_secs(1)).await;
+    job.shutdown_within(Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -195,7 +195,7 @@ async fn pause_stops_timer_runs_and_manual_runs_still_go() {
     job.resume();
     sleep_until(t0 + Duration::from_millis(950)).await;
     assert_eq!(probe.started.load(Ordering::SeqCst), 6);
-    job.shutdown(Duration::from_secs(1)).await;
+    job.shutdown_within(Duration::from_secs(1)).await;
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -268,5 +268,5 @@ async fn a_cron_schedule_fires_on_its_seconds() {
     };
     assert!(history.iter().all(|r| r.outcome == Outcome::Success));
     assert!(second(&history[0]) > second(&history[1]), "{history:?}");
-    job.shutdown(Duration::from_secs(1)).await;
+    job.shutdown_within(Duration::from_secs(1)).await;
 }

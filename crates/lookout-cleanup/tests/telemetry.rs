@@ -121,7 +121,7 @@ async fn metrics_start_at_zero_and_are_exact_after_runs() {
     assert_eq!(stats.mean_duration, Some(Duration::from_millis(250)));
     assert_eq!(stats.max_duration, Some(Duration::from_millis(250)));
     assert_eq!(stats.success_rate, Some(1.0 / 3.0));
-    job.shutdown(Duration::ZERO).await;
+    job.shutdown_within(Duration::ZERO).await;
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -160,7 +160,7 @@ async fn each_run_is_a_root_span_with_its_statistics_and_batch_children() {
     }
     .instrument(outer)
     .await;
-    job.shutdown(Duration::ZERO).await;
+    job.shutdown_within(Duration::ZERO).await;
 
     let spans = capture.spans();
     let runs: Vec<_> = spans.iter().filter(|s| s.name == "cleanup.run").collect();

@@ -62,7 +62,7 @@ fn main() {
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        job.shutdown(Duration::from_secs(5)).await;
+        job.shutdown_within(Duration::from_secs(5)).await;
         let mut runs = job.history();
         runs.reverse();
         println!(

@@ -93,7 +93,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut service = lookout_admin::Lifecycle::new(telemetry)
         .health(health)
         .on_drain(async move {
-            let report = cleanup.shutdown(drain).await;
+            let report = cleanup.shutdown_within(drain).await;
             tracing::info!(cancelled = report.cancelled, "session cleanup stopped");
         });
     service.serve(listen, api).await?;

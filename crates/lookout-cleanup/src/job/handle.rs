@@ -73,6 +73,7 @@ impl Job {
             overlap: Overlap::Forbid,
             deadline: None,
             grace: None,
+            drain: DEFAULT_DRAIN,
             item_budget: None,
             time_budget: None,
             failures_before_down: DEFAULT_FAILURES_BEFORE_DOWN,
@@ -171,9 +172,15 @@ impl Job {
             .ttl(Duration::ZERO)
     }
 
-    /// Stops scheduling, waits up to `drain` for runs in progress, then cancels those still
-    /// running (outcome `cancelled`). Safe to call more than once.
-    pub async fn shutdown(&self, drain: Duration) -> ShutdownReport {
+    /// Stops scheduling, waits up to the job's drain time ([`JobBuilder::drain`], default 10 s)
+    /// for runs in progress, then cancels those still running (outcome `cancelled`). Safe to
+    /// call more than once.
+    pub async fn shutdown(&self) -> ShutdownReport {
+        self.shutdown_within(self.shared.drain).await
+    }
+
+    /// [`shutdown`](Self::shutdown), waiting up to `drain` instead of the job's drain time.
+    pub async fn shutdown_within(&self, drain: Duration) -> ShutdownReport {
         let shared = &self.shared;
         let at_start = {
             let mut st = shared.lock();

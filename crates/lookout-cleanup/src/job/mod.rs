@@ -50,6 +50,8 @@ pub enum Overlap {
 
 /// The default number of runs kept in [`Job::history`].
 pub const DEFAULT_HISTORY: usize = 50;
+/// How long [`Job::shutdown`] waits for runs in progress by default.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
 /// The default number of consecutive failures that make the health check Down.
 pub const DEFAULT_FAILURES_BEFORE_DOWN: u32 = 3;
 
@@ -65,6 +67,7 @@ pub struct JobBuilder {
     overlap: Overlap,
     deadline: Option<Duration>,
     grace: Option<Duration>,
+    drain: Duration,
     item_budget: Option<u64>,
     time_budget: Option<Duration>,
     failures_before_down: u32,
@@ -132,6 +135,13 @@ impl JobBuilder {
     /// (default: half the period, between 1 s and 5 min).
     pub fn grace(mut self, grace: Duration) -> Self {
         self.grace = Some(grace);
+        self
+    }
+
+    /// How long [`Job::shutdown`] waits for runs in progress before it cancels them (default
+    /// [`DEFAULT_DRAIN`], 10 s).
+    pub fn drain(mut self, drain: Duration) -> Self {
+        self.drain = drain;
         self
     }
 
@@ -235,6 +245,7 @@ impl JobBuilder {
             grace: self.grace.unwrap_or_else(|| {
                 (period / 2).clamp(Duration::from_secs(1), Duration::from_secs(300))
             }),
+            drain: self.drain,
             period,
             schedule,
             initial_delay: self.initial_delay,
@@ -264,6 +275,7 @@ struct Shared {
     overlap: Overlap,
     deadline: Duration,
     grace: Duration,
+    drain: Duration,
     item_budget: Option<u64>,
     time_budget: Option<Duration>,
     failures_before_down: u32,
