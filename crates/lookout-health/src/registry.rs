@@ -124,9 +124,7 @@ impl HealthBuilder {
         if !problems.is_empty() {
             return Err(BuildError::new(problems));
         }
-        let meter = self
-            .meter
-            .unwrap_or_else(|| opentelemetry::global::meter("lookout-health"));
+        let meter = self.meter;
         let tracer = self.tracer;
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
             groups,
@@ -135,7 +133,7 @@ impl HealthBuilder {
             drained: AtomicBool::new(false),
             drain_delay: self.drain_delay.unwrap_or(DEFAULT_DRAIN_DELAY),
             changes: watch::Sender::new(0),
-            telemetry: Telemetry::new(&meter, weak.clone(), tracer),
+            telemetry: Telemetry::new(meter, weak.clone(), tracer),
         });
         let health = Health { inner };
         for check in self.checks {

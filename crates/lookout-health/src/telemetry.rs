@@ -28,10 +28,16 @@ pub const OUTCOME: &str = "health.check.outcome";
 use lookout::metrics::HTTP_DURATION_BUCKETS as DURATION_BUCKETS;
 
 pub(crate) struct Telemetry {
+    /// Made again when lookout installs another meter provider: a registry built before
+    /// `lookout::init` records into the pipeline `init` starts.
+    metrics: lookout::metrics::Current<Instruments>,
+    tracer: Option<BoxedTracer>,
+}
+
+struct Instruments {
     runs: Counter<u64>,
     duration: Histogram<f64>,
     _status: ObservableGauge<u64>,
-    tracer: Option<BoxedTracer>,
 }
 
 impl fmt::Debug for Telemetry {
@@ -51,7 +57,22 @@ pub(crate) fn lower(status: Status) -> &'static str {
 }
 
 impl Telemetry {
-    pub(crate) fn new(meter: &Meter, inner: Weak<Inner>, tracer: Option<BoxedTracer>) -> Self {
+    pub(crate) fn new(
+        meter: Option<Meter>,
+        inner: Weak<Inner>,
+        tracer: Option<BoxedTracer>,
+    ) -> Self {
+        Telemetry {
+            metrics: lookout::metrics::Current::new("lookout-health", meter, move |m| {
+                Instruments::new(m, inner.clone())
+            }),
+            tracer,
+        }
+    }
+}
+
+impl Instruments {
+    fn new(meter: &Meter, inner: Weak<Inner>) -> Self {
         let status = meter
             .u64_observable_gauge("health.check.status")
             .with_unit("1")
@@ -84,7 +105,7 @@ impl Telemetry {
                 }
             })
             .build();
-        Telemetry {
+        Instruments {
             runs: meter
                 .u64_counter("health.check.runs")
                 .with_unit("{run}")
@@ -97,10 +118,11 @@ impl Telemetry {
                 .with_boundaries(DURATION_BUCKETS.to_vec())
                 .build(),
             _status: status,
-            tracer,
         }
     }
+}
 
+impl Telemetry {
     pub(crate) fn record_run(
         &self,
         check: &Check,
@@ -113,7 +135,8 @@ impl Telemetry {
             Some(t) => Cow::Owned(t.to_owned()),
             None => Cow::Borrowed(lower(stored.raw)),
         };
-        self.runs.add(
+        let metrics = self.metrics.get();
+        metrics.runs.add(
             1,
             &[
                 KeyValue::new(CHECK_NAME, name.clone()),
@@ -121,7 +144,8 @@ impl Telemetry {
             ],
         );
         let secs = stored.duration.as_secs_f64();
-        self.duration
+        metrics
+            .duration
             .record(secs, &[KeyValue::new(CHECK_NAME, name.clone())]);
         if stored.duration > check.slow_after {
             tracing::warn!(

@@ -25,75 +25,12 @@ const SIZE_BUCKETS: [f64; 11] = [
     67108864.0,
 ];
 
-fn global_meter() -> Meter {
-    opentelemetry::global::meter("lookout-tower")
-}
+/// A layer's instruments, current with the meter provider (see [`lookout::metrics::Current`]):
+/// a layer built before `lookout::init` records into the pipeline `init` starts.
+pub(crate) type Current<T> = lookout::metrics::Current<T>;
 
-/// A layer's instruments (`T`), current with the meter provider: made from the global meter
-/// `lookout-tower`, and made again on the first request after lookout installed another global
-/// meter provider ([`lookout::metrics::generation`]). So a layer built before `lookout::init`
-/// records into the pipeline `init` starts, whichever comes first. With a meter given
-/// (`with_meter`) they are made once from it.
-///
-/// A request reads the generation (one atomic load) and takes the instruments under a read lock
-/// that is only ever written at a change of provider.
-pub(crate) struct Current<T> {
-    given: Option<Meter>,
-    make: fn(&Meter) -> T,
-    slot: RwLock<(u64, Arc<T>)>,
-}
-
-impl<T> Current<T> {
-    pub(crate) fn new(given: Option<Meter>, make: fn(&Meter) -> T) -> Self {
-        let generation = lookout::metrics::generation();
-        let first = make(given.as_ref().unwrap_or(&global_meter()));
-        Current {
-            given,
-            make,
-            slot: RwLock::new((generation, Arc::new(first))),
-        }
-    }
-
-    /// The instruments of the current meter provider.
-    pub(crate) fn get(&self) -> Arc<T> {
-        let generation = if self.given.is_some() {
-            None
-        } else {
-            Some(lookout::metrics::generation())
-        };
-        {
-            let slot = self.slot.read().unwrap_or_else(|e| e.into_inner());
-            if generation.is_none_or(|g| g == slot.0) {
-                return Arc::clone(&slot.1);
-            }
-        }
-        let mut slot = self.slot.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(g) = generation
-            && g != slot.0
-        {
-            *slot = (g, Arc::new((self.make)(&global_meter())));
-        }
-        Arc::clone(&slot.1)
-    }
-}
-
-impl<T> Clone for Current<T> {
-    fn clone(&self) -> Self {
-        Current {
-            given: self.given.clone(),
-            make: self.make,
-            slot: RwLock::new(self.slot.read().unwrap_or_else(|e| e.into_inner()).clone()),
-        }
-    }
-}
-
-impl<T> std::fmt::Debug for Current<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Current")
-            .field("given_meter", &self.given.is_some())
-            .finish_non_exhaustive()
-    }
-}
+/// The scope of every layer's instruments made from the global meter.
+pub(crate) const SCOPE: &str = "lookout-tower";
 
 pub(crate) fn duration(
     meter: &Meter,

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod contain;
+mod current;
 mod measure;
 
 /// Items of the pipeline: compiled with the `sdk` feature only.
@@ -41,6 +42,7 @@ sdk! {
 #[cfg(not(feature = "sdk"))]
 pub mod metrics {
     pub use crate::contain::contained;
+    pub use crate::current::Current;
     pub use crate::measure::{
         DURATION_BUCKETS, HTTP_DURATION_BUCKETS, LANE_CAPACITY, MAX_TIMER_NAMES, Timer, generation,
         timer,

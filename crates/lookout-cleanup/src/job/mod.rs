@@ -235,11 +235,14 @@ impl JobBuilder {
             return Err(BuildError::NoRuntime { job: name });
         }
         let period = schedule.expected_period();
-        let meter = self
-            .meter
-            .unwrap_or_else(|| opentelemetry::global::meter("lookout-cleanup"));
+        // Made again when lookout installs another meter provider: a job spawned before
+        // `lookout::init` records into the pipeline `init` starts.
+        let job_name = name.clone();
+        let instruments = lookout::metrics::Current::new("lookout-cleanup", self.meter, move |m| {
+            Instruments::new(m, &job_name)
+        });
         let shared = Arc::new(Shared {
-            instruments: Instruments::new(&meter, &name),
+            instruments,
             name: name.into(),
             deadline: self.deadline.unwrap_or(period),
             grace: self.grace.unwrap_or_else(|| {
@@ -281,7 +284,7 @@ struct Shared {
     failures_before_down: u32,
     history_len: usize,
     task: Arc<dyn DynTask>,
-    instruments: Instruments,
+    instruments: lookout::metrics::Current<Instruments>,
     state: Mutex<State>,
     /// Signalled whenever a run ends.
     finished: Notify,
@@ -423,7 +426,7 @@ impl Shared {
             };
             self.push_history(&mut st, record);
             drop(st);
-            self.instruments.skipped();
+            self.instruments.get().skipped();
             tracing::debug!(
                 target: "lookout_cleanup",
                 job = %self.name,
@@ -450,7 +453,7 @@ impl Shared {
             running.reason.clone(),
         );
         st.running.insert(id, running);
-        self.instruments.in_progress(st.running.len());
+        self.instruments.get().in_progress(st.running.len());
         drop(st);
         tokio::spawn(execute(
             self.clone(),
@@ -469,7 +472,7 @@ impl Shared {
 
     fn missed(&self, n: u64) {
         self.lock().missed_ticks += n;
-        self.instruments.missed(n);
+        self.instruments.get().missed(n);
         tracing::warn!(
             target: "lookout_cleanup",
             job = %self.name,

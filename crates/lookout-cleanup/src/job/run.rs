@@ -34,7 +34,7 @@ pub(super) async fn execute(shared: Arc<Shared>, run: Run) {
     let ended_at = SystemTime::now();
     let (last_success_unix, consecutive_failures) =
         record_in_state(&shared, &run, &verdict, started_at, lag, duration, ended_at);
-    shared.instruments.finished(&Finished {
+    shared.instruments.get().finished(&Finished {
         outcome: verdict.outcome,
         duration_secs: duration.as_secs_f64(),
         stats: verdict.stats.as_ref(),
@@ -246,7 +246,7 @@ fn record_in_state(
         message: error.as_ref().map(|(_, m)| m.clone()),
     };
     shared.push_history(&mut st, record);
-    shared.instruments.in_progress(st.running.len());
+    shared.instruments.get().in_progress(st.running.len());
     (
         st.last_success.map(|(t, _)| unix_secs(t)),
         st.consecutive_failures,

@@ -127,14 +127,16 @@ macro_rules! layer_common {
             /// `lookout::init`, it records into the pipeline `init` starts).
             pub fn new() -> Self {
                 $layer {
-                    duration: Arc::new(Current::new(None, |m| histogram(m, $metric, $description))),
+                    duration: Arc::new(Current::new(crate::metrics::SCOPE, None, |m| {
+                        histogram(m, $metric, $description)
+                    })),
                     tracer: None,
                 }
             }
             /// The layer recording on `meter`.
             pub fn with_meter(meter: Meter) -> Self {
                 $layer {
-                    duration: Arc::new(Current::new(Some(meter), |m| {
+                    duration: Arc::new(Current::new(crate::metrics::SCOPE, Some(meter), |m| {
                         histogram(m, $metric, $description)
                     })),
                     tracer: None,

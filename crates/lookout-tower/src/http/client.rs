@@ -152,7 +152,7 @@ impl HttpClientLayer {
 
     fn build(meter: Option<Meter>) -> Self {
         HttpClientLayer {
-            duration: Arc::new(Current::new(meter, |m| {
+            duration: Arc::new(Current::new(crate::metrics::SCOPE, meter, |m| {
                 crate::metrics::duration(
                     m,
                     metric::HTTP_CLIENT_REQUEST_DURATION,

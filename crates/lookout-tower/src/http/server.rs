@@ -153,7 +153,7 @@ impl HttpServerLayer {
     fn build(meter: Option<Meter>) -> Self {
         HttpServerLayer {
             config: Arc::new(Config {
-                metrics: Current::new(meter, ServerMetrics::new),
+                metrics: Current::new(crate::metrics::SCOPE, meter, ServerMetrics::new),
                 skip: DEFAULT_SKIP.iter().map(|s| (*s).to_owned()).collect(),
                 request_headers: Vec::new(),
                 response_headers: Vec::new(),

@@ -26,6 +26,7 @@ use opentelemetry_sdk::metrics::{
 };
 
 pub use crate::contain::contained;
+pub use crate::current::Current;
 pub(crate) use crate::contain::run_contained;
 pub use crate::measure::{
     DURATION_BUCKETS, HTTP_DURATION_BUCKETS, LANE_CAPACITY, MAX_TIMER_NAMES, Timer, generation,
