@@ -78,6 +78,7 @@ impl fmt::Display for Status {
 /// assert_eq!(r.status(), Status::Degraded);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
+#[must_use = "a check result does nothing until returned from a check"]
 pub struct CheckResult {
     pub(crate) status: Status,
     pub(crate) message: Option<String>,

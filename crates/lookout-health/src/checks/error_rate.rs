@@ -15,6 +15,7 @@ use crate::{CheckResult, HealthCheck};
 /// assert_eq!(checkout.rate(), Some(0.5));
 /// ```
 #[derive(Debug, Clone)]
+#[must_use = "a check does nothing until registered in a Health registry"]
 pub struct ErrorRate {
     window: Arc<Mutex<Window>>,
     degraded_at: f64,

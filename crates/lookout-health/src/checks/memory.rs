@@ -6,6 +6,7 @@ const MIB: u64 = 1024 * 1024;
 /// (default 300 MiB), Degraded up to `down_above` (default 500 MiB), Down above it. The observed
 /// value is the RSS in bytes. Memory is the process's own, so this check may be in liveness.
 #[derive(Debug, Clone)]
+#[must_use = "a check does nothing until registered in a Health registry"]
 pub struct Memory {
     degraded_above: u64,
     down_above: u64,

@@ -300,12 +300,7 @@ impl Settings {
             .unwrap_or_default();
         resource_attributes.extend(o.resource_attributes.iter().cloned());
 
-        let exporters = Signal::ALL.map(|signal| {
-            let name = format!("OTEL_{}_EXPORTER", signal.upper());
-            o.exporters[signal_index(signal)]
-                .or_else(|| env.choice(&name, EXPORTERS, "otlp"))
-                .unwrap_or(ExporterKind::Otlp)
-        });
+        let exporters = exporters_of(o, &mut env);
 
         let otlp = Signal::ALL.map(|signal| {
             resolve_otlp(
@@ -326,19 +321,7 @@ impl Settings {
             None => batch_from_env(&mut env, "OTEL_BLRP", BatchSettings::LOGS),
         };
 
-        let metric_interval = o
-            .metric_interval
-            .or_else(|| {
-                env.millis(
-                    "OTEL_METRIC_EXPORT_INTERVAL",
-                    Duration::from_secs(60),
-                    false,
-                )
-            })
-            .unwrap_or(Duration::from_secs(60));
-        if metric_interval.is_zero() {
-            problems.push("metric_interval must be greater than zero".to_owned());
-        }
+        let metric_interval = metric_interval_of(o, &mut env, &mut problems);
         let metric_timeout = o
             .metric_timeout
             .or_else(|| env.millis("OTEL_METRIC_EXPORT_TIMEOUT", Duration::from_secs(30), true))
@@ -355,18 +338,7 @@ impl Settings {
             .unwrap_or(HistogramAggregation::ExplicitBuckets);
         warn_unsupported(&mut env);
 
-        let sampler = match o.sampler {
-            Some(s) => {
-                if let SamplerConfig::TraceIdRatio(r) | SamplerConfig::ParentBasedTraceIdRatio(r) =
-                    s
-                    && !(0.0..=1.0).contains(&r)
-                {
-                    problems.push(format!("sampler ratio {r} is not between 0 and 1"));
-                }
-                s
-            }
-            None => sampler_from_env(&mut env),
-        };
+        let sampler = sampler_of(o, &mut env, &mut problems);
 
         let propagators = match &o.propagators {
             Some(p) => p.clone(),
@@ -398,15 +370,7 @@ impl Settings {
 
         let cardinality_limit = o
             .cardinality_limit
-            .or_else(|| {
-                env.number(
-                    "LOOKOUT_METRICS_CARDINALITY_LIMIT",
-                    1,
-                    1 << 24,
-                    &crate::metrics::DEFAULT_CARDINALITY_LIMIT.to_string(),
-                )
-                .map(|n| n as usize)
-            })
+            .or_else(|| cardinality_limit_from_env(&mut env))
             .unwrap_or(crate::metrics::DEFAULT_CARDINALITY_LIMIT);
 
         if !problems.is_empty() {
@@ -451,6 +415,65 @@ impl Settings {
         };
         Ok((settings, env.warnings))
     }
+}
+
+/// The exporter of each signal: the builder's, else `OTEL_<SIGNAL>_EXPORTER`, else `otlp`.
+fn exporters_of(o: &Overrides, env: &mut EnvReader<'_>) -> [ExporterKind; 3] {
+    Signal::ALL.map(|signal| {
+        let name = format!("OTEL_{}_EXPORTER", signal.upper());
+        o.exporters[signal_index(signal)]
+            .or_else(|| env.choice(&name, EXPORTERS, "otlp"))
+            .unwrap_or(ExporterKind::Otlp)
+    })
+}
+
+/// The metric export interval: the builder's (zero is a problem), else
+/// `OTEL_METRIC_EXPORT_INTERVAL`, else 60 s.
+fn metric_interval_of(
+    o: &Overrides,
+    env: &mut EnvReader<'_>,
+    problems: &mut Vec<String>,
+) -> Duration {
+    let interval = o
+        .metric_interval
+        .or_else(|| {
+            env.millis(
+                "OTEL_METRIC_EXPORT_INTERVAL",
+                Duration::from_secs(60),
+                false,
+            )
+        })
+        .unwrap_or(Duration::from_secs(60));
+    if interval.is_zero() {
+        problems.push("metric_interval must be greater than zero".to_owned());
+    }
+    interval
+}
+
+/// The sampler: the builder's (a ratio outside 0..=1 is a problem), else `OTEL_TRACES_SAMPLER`.
+fn sampler_of(o: &Overrides, env: &mut EnvReader<'_>, problems: &mut Vec<String>) -> SamplerConfig {
+    match o.sampler {
+        Some(s) => {
+            if let SamplerConfig::TraceIdRatio(r) | SamplerConfig::ParentBasedTraceIdRatio(r) = s
+                && !(0.0..=1.0).contains(&r)
+            {
+                problems.push(format!("sampler ratio {r} is not between 0 and 1"));
+            }
+            s
+        }
+        None => sampler_from_env(env),
+    }
+}
+
+/// `LOOKOUT_METRICS_CARDINALITY_LIMIT`.
+fn cardinality_limit_from_env(env: &mut EnvReader<'_>) -> Option<usize> {
+    env.number(
+        "LOOKOUT_METRICS_CARDINALITY_LIMIT",
+        1,
+        1 << 24,
+        &crate::metrics::DEFAULT_CARDINALITY_LIMIT.to_string(),
+    )
+    .map(|n| n as usize)
 }
 
 /// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`.
