@@ -24,7 +24,7 @@ pub use crate::telemetry::{ACTION, JOB_NAME, OUTCOME};
 #[doc(hidden)]
 #[cfg(feature = "cron")]
 pub mod __fuzz {
-    /// A cron expression as [`JobBuilder::cron`] takes it, and its next three firings as the
+    /// A cron expression as [`JobBuilder::cron`](crate::JobBuilder::cron) takes it, and its next three firings as the
     /// scheduler computes them. Returns how many firings there were.
     pub fn cron(expression: &str) -> usize {
         use std::str::FromStr as _;
