@@ -459,154 +459,203 @@ enum Item {
 }
 
 fn parse(lines: &[String]) -> Received {
-    let mut out = Received::default();
-    let mut resource = Attributes::new();
-    let mut section = Section::Other;
-    let mut item = Item::None;
-    let mut metric = MetricPoint::default();
+    let mut parser = Parser::default();
     for line in lines.iter().filter(|l| !l.starts_with('{')) {
+        parser.line(line);
+    }
+    parser.out
+}
+
+/// The state of reading the debug exporter's output, one line at a time.
+struct Parser {
+    out: Received,
+    resource: Attributes,
+    section: Section,
+    item: Item,
+    /// The metric whose descriptor is being read; each data point starts as a copy of it.
+    metric: MetricPoint,
+}
+
+impl Default for Parser {
+    fn default() -> Self {
+        Parser {
+            out: Received::default(),
+            resource: Attributes::new(),
+            section: Section::Other,
+            item: Item::None,
+            metric: MetricPoint::default(),
+        }
+    }
+}
+
+/// The value of `name: value` on a trimmed line.
+fn field(trimmed: &str, name: &str) -> Option<String> {
+    let rest = trimmed.strip_prefix(name)?.trim_start();
+    Some(rest.strip_prefix(':')?.trim().to_owned())
+}
+
+impl Parser {
+    fn line(&mut self, line: &str) {
         let trimmed = line.trim();
-        let field = |name: &str| -> Option<String> {
-            let rest = trimmed.strip_prefix(name)?.trim_start();
-            Some(rest.strip_prefix(':')?.trim().to_owned())
-        };
+        if self.heading(trimmed) {
+            return;
+        }
+        match line.strip_prefix("     -> ") {
+            Some(kv) => self.attribute(kv),
+            None => self.field(trimmed),
+        }
+    }
+
+    /// A line that starts a resource, an item, a data point or a section. Returns whether it was
+    /// one.
+    fn heading(&mut self, trimmed: &str) -> bool {
         if trimmed.starts_with("ResourceSpans #")
             || trimmed.starts_with("ResourceLog #")
             || trimmed.starts_with("ResourceMetrics #")
         {
-            resource = Attributes::new();
-            section = Section::Other;
-            item = Item::None;
+            self.resource = Attributes::new();
+            self.section = Section::Other;
+            self.item = Item::None;
         } else if trimmed == "Resource attributes:" {
-            section = Section::Resource;
+            self.section = Section::Resource;
         } else if trimmed.starts_with("Span #") {
-            out.spans.push(Span {
-                resource: resource.clone(),
+            self.out.spans.push(Span {
+                resource: self.resource.clone(),
                 ..Span::default()
             });
-            item = Item::Span;
-            section = Section::Item;
+            self.item = Item::Span;
+            self.section = Section::Item;
         } else if trimmed.starts_with("LogRecord #") {
-            out.logs.push(LogRecord {
-                resource: resource.clone(),
+            self.out.logs.push(LogRecord {
+                resource: self.resource.clone(),
                 ..LogRecord::default()
             });
-            item = Item::Log;
-            section = Section::Item;
+            self.item = Item::Log;
+            self.section = Section::Item;
         } else if trimmed.starts_with("Metric #") {
-            metric = MetricPoint {
-                resource: resource.clone(),
+            self.metric = MetricPoint {
+                resource: self.resource.clone(),
                 ..MetricPoint::default()
             };
-            item = Item::Metric;
-            section = Section::Other;
+            self.item = Item::Metric;
+            self.section = Section::Other;
         } else if trimmed == "Descriptor:" {
-            section = Section::Descriptor;
+            self.section = Section::Descriptor;
         } else if trimmed.contains("DataPoints #") {
-            out.metrics.push(MetricPoint {
+            self.out.metrics.push(MetricPoint {
                 attributes: Attributes::new(),
-                ..metric.clone()
+                ..self.metric.clone()
             });
-            section = Section::Item;
+            self.section = Section::Item;
         } else if trimmed == "Data point attributes:" {
-            section = Section::PointAttributes;
+            self.section = Section::PointAttributes;
         } else if trimmed == "Attributes:" {
-            section = Section::ItemAttributes;
+            self.section = Section::ItemAttributes;
         } else if trimmed.starts_with("Events:") || trimmed.starts_with("Links:") {
-            section = Section::Other;
+            self.section = Section::Other;
         } else if trimmed.starts_with("SpanEvent #") {
-            if let Some(s) = out.spans.last_mut() {
+            if let Some(s) = self.out.spans.last_mut() {
                 s.events.push(String::new());
             }
-            section = Section::Event;
-        } else if let Some(kv) = line.strip_prefix("     -> ") {
-            let Some((key, value)) = kv.split_once(": ") else {
-                continue;
-            };
-            let (key, value) = (key.to_owned(), Value::parse(value));
-            match (section, item) {
-                (Section::Resource, _) => {
-                    resource.insert(key, value);
-                }
-                (Section::ItemAttributes, Item::Span) => {
-                    if let Some(s) = out.spans.last_mut() {
-                        s.attributes.insert(key, value);
-                    }
-                }
-                (Section::ItemAttributes, Item::Log) => {
-                    if let Some(l) = out.logs.last_mut() {
-                        l.attributes.insert(key, value);
-                    }
-                }
-                (Section::PointAttributes, Item::Metric) => {
-                    if let Some(p) = out.metrics.last_mut() {
-                        p.attributes.insert(key, value);
-                    }
-                }
-                (Section::Event, Item::Span) if key == "Name" => {
-                    if let Some(name) = out.spans.last_mut().and_then(|s| s.events.last_mut()) {
-                        *name = kv[6..].trim().to_owned();
-                    }
-                }
-                (Section::Descriptor, Item::Metric) => match key.as_str() {
-                    "Name" => metric.name = kv[6..].trim().to_owned(),
-                    "Unit" => metric.unit = kv[6..].trim().to_owned(),
-                    "DataType" => metric.data_type = kv[10..].trim().to_owned(),
-                    _ => {}
-                },
-                _ => {}
-            }
+            self.section = Section::Event;
         } else {
-            match item {
-                Item::Span => {
-                    if let Some(s) = out.spans.last_mut() {
-                        if let Some(v) = field("Trace ID") {
-                            s.trace_id = v;
-                        } else if let Some(v) = field("Parent ID") {
-                            s.parent_id = (!v.is_empty()).then_some(v);
-                        } else if let Some(v) = field("ID") {
-                            s.span_id = v;
-                        } else if let Some(v) = field("Name") {
-                            s.name = v;
-                        } else if let Some(v) = field("Kind") {
-                            s.kind = v;
-                        } else if let Some(v) = field("Status code") {
-                            s.status_code = v;
-                        }
-                    }
-                }
-                Item::Log => {
-                    if let Some(l) = out.logs.last_mut() {
-                        if let Some(v) = field("Trace ID") {
-                            l.trace_id = (!v.is_empty()).then_some(v);
-                        } else if let Some(v) = field("Span ID") {
-                            l.span_id = (!v.is_empty()).then_some(v);
-                        } else if let Some(v) = field("SeverityText") {
-                            l.severity_text = v;
-                        } else if let Some(v) = field("Body") {
-                            l.body = match Value::parse(&v) {
-                                Value::Str(s) => s,
-                                _ => v,
-                            };
-                        }
-                    }
-                }
-                Item::Metric => {
-                    if let Some(p) = out.metrics.last_mut() {
-                        if let Some(v) = field("Value") {
-                            p.value = v.parse().ok();
-                        } else if let Some(v) = field("Count") {
-                            p.count = v.parse().ok();
-                        } else if let Some(v) = field("Sum") {
-                            p.sum = v.parse().ok();
-                        }
-                    }
-                }
-                Item::None => {}
+            return false;
+        }
+        true
+    }
+
+    /// A `-> key: Type(value)` line: an attribute of the resource, the item or the data point, an
+    /// event's name, or a metric descriptor's field.
+    fn attribute(&mut self, kv: &str) {
+        let Some((key, value)) = kv.split_once(": ") else {
+            return;
+        };
+        let (key, value) = (key.to_owned(), Value::parse(value));
+        match (self.section, self.item) {
+            (Section::Resource, _) => {
+                self.resource.insert(key, value);
             }
+            (Section::ItemAttributes, Item::Span) => {
+                if let Some(s) = self.out.spans.last_mut() {
+                    s.attributes.insert(key, value);
+                }
+            }
+            (Section::ItemAttributes, Item::Log) => {
+                if let Some(l) = self.out.logs.last_mut() {
+                    l.attributes.insert(key, value);
+                }
+            }
+            (Section::PointAttributes, Item::Metric) => {
+                if let Some(p) = self.out.metrics.last_mut() {
+                    p.attributes.insert(key, value);
+                }
+            }
+            (Section::Event, Item::Span) if key == "Name" => {
+                if let Some(name) = self.out.spans.last_mut().and_then(|s| s.events.last_mut()) {
+                    *name = kv[6..].trim().to_owned();
+                }
+            }
+            (Section::Descriptor, Item::Metric) => match key.as_str() {
+                "Name" => self.metric.name = kv[6..].trim().to_owned(),
+                "Unit" => self.metric.unit = kv[6..].trim().to_owned(),
+                "DataType" => self.metric.data_type = kv[10..].trim().to_owned(),
+                _ => {}
+            },
+            _ => {}
         }
     }
-    out
+
+    /// A `Name: value` line of the current item.
+    fn field(&mut self, trimmed: &str) {
+        let field = |name: &str| field(trimmed, name);
+        match self.item {
+            Item::Span => {
+                if let Some(s) = self.out.spans.last_mut() {
+                    if let Some(v) = field("Trace ID") {
+                        s.trace_id = v;
+                    } else if let Some(v) = field("Parent ID") {
+                        s.parent_id = (!v.is_empty()).then_some(v);
+                    } else if let Some(v) = field("ID") {
+                        s.span_id = v;
+                    } else if let Some(v) = field("Name") {
+                        s.name = v;
+                    } else if let Some(v) = field("Kind") {
+                        s.kind = v;
+                    } else if let Some(v) = field("Status code") {
+                        s.status_code = v;
+                    }
+                }
+            }
+            Item::Log => {
+                if let Some(l) = self.out.logs.last_mut() {
+                    if let Some(v) = field("Trace ID") {
+                        l.trace_id = (!v.is_empty()).then_some(v);
+                    } else if let Some(v) = field("Span ID") {
+                        l.span_id = (!v.is_empty()).then_some(v);
+                    } else if let Some(v) = field("SeverityText") {
+                        l.severity_text = v;
+                    } else if let Some(v) = field("Body") {
+                        l.body = match Value::parse(&v) {
+                            Value::Str(s) => s,
+                            _ => v,
+                        };
+                    }
+                }
+            }
+            Item::Metric => {
+                if let Some(p) = self.out.metrics.last_mut() {
+                    if let Some(v) = field("Value") {
+                        p.value = v.parse().ok();
+                    } else if let Some(v) = field("Count") {
+                        p.count = v.parse().ok();
+                    } else if let Some(v) = field("Sum") {
+                        p.sum = v.parse().ok();
+                    }
+                }
+            }
+            Item::None => {}
+        }
+    }
 }
 
 #[cfg(test)]
