@@ -407,37 +407,7 @@ impl Shared {
         st.next_id += 1;
         let id = st.next_id;
         if refuse {
-            let running = st.running.len();
-            st.runs_by_outcome[Outcome::Skipped.index()] += 1;
-            let now = Instant::now();
-            let record = RunRecord {
-                id,
-                trigger,
-                outcome: Outcome::Skipped,
-                started_at: SystemTime::now(),
-                duration: Duration::ZERO,
-                lag: now.saturating_duration_since(scheduled),
-                stats: Stats::default(),
-                error_type: None,
-                message: Some(format!(
-                    "{running} run(s) in progress (overlap: {:?})",
-                    self.overlap
-                )),
-            };
-            self.push_history(&mut st, record);
-            drop(st);
-            self.instruments.get().skipped();
-            tracing::debug!(
-                target: "lookout_cleanup",
-                job = %self.name,
-                running,
-                "cleanup run skipped: a run is in progress"
-            );
-            return Err(NotStarted::Overlap {
-                job: self.name.to_string(),
-                running,
-                overlap: self.overlap,
-            });
+            return Err(self.skip(st, id, trigger, scheduled));
         }
         let started = Instant::now();
         let running = Running {
@@ -468,6 +438,47 @@ impl Shared {
             },
         ));
         Ok(id)
+    }
+
+    /// Records run `id` as skipped (a run is in progress and the overlap policy forbids another),
+    /// and says so.
+    fn skip(
+        &self,
+        mut st: MutexGuard<'_, State>,
+        id: u64,
+        trigger: Trigger,
+        scheduled: Instant,
+    ) -> NotStarted {
+        let running = st.running.len();
+        st.runs_by_outcome[Outcome::Skipped.index()] += 1;
+        let record = RunRecord {
+            id,
+            trigger,
+            outcome: Outcome::Skipped,
+            started_at: SystemTime::now(),
+            duration: Duration::ZERO,
+            lag: Instant::now().saturating_duration_since(scheduled),
+            stats: Stats::default(),
+            error_type: None,
+            message: Some(format!(
+                "{running} run(s) in progress (overlap: {:?})",
+                self.overlap
+            )),
+        };
+        self.push_history(&mut st, record);
+        drop(st);
+        self.instruments.get().skipped();
+        tracing::debug!(
+            target: "lookout_cleanup",
+            job = %self.name,
+            running,
+            "cleanup run skipped: a run is in progress"
+        );
+        NotStarted::Overlap {
+            job: self.name.to_string(),
+            running,
+            overlap: self.overlap,
+        }
     }
 
     fn missed(&self, n: u64) {
