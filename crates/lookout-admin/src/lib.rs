@@ -29,6 +29,12 @@
 //! keep-alive connections or a client that never finishes its request cannot hold the shutdown,
 //! so the telemetry flush after it always runs. `axum::serve` has neither limit.
 //!
+//! **The whole lifecycle.** [`Lifecycle`] serves a service's routers (the API, these routes) and,
+//! on SIGINT/SIGTERM ([`shutdown_signal`]), stops in the order that loses nothing: readiness out
+//! for the health registry's drain delay (with any [`on_drain`](Lifecycle::on_drain) work), the
+//! servers stopped within their grace period, the telemetry flushed last. See the module doc of
+//! [`Lifecycle`] and examples/axum-service.
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let _telemetry = lookout::Telemetry::builder().process_metrics().init()?;
