@@ -85,6 +85,7 @@ pub struct TelemetryBuilder {
     span_location: bool,
     span_threads: bool,
     span_busy_idle: bool,
+    custom: export::Custom,
 }
 
 impl TelemetryBuilder {
@@ -140,6 +141,66 @@ impl TelemetryBuilder {
         self.o.exporters[signal_index(signal)] = Some(kind);
         self
     }
+    /// Sends spans to `exporter` instead of the configured exporter (`OTEL_TRACES_EXPORTER` is
+    /// then ignored): a backend without OTLP, an in-memory exporter in tests, a discarding one in
+    /// a benchmark. It gets what lookout's own exporters get: the batch processor behind
+    /// lookout's bounded and counted queue (`OTEL_BSP_*`), the attribute value limit, the export
+    /// timeout, the counts in [`crate::stats`] and the WARN when exporting fails. (Redaction is
+    /// part of lookout's OTLP client and does not apply: the spans arrive as the SDK has them.)
+    ///
+    /// ```
+    /// use lookout::opentelemetry_sdk::error::OTelSdkResult;
+    /// use lookout::opentelemetry_sdk::trace::{SpanData, SpanExporter};
+    ///
+    /// #[derive(Debug)]
+    /// struct Discard;
+    /// impl SpanExporter for Discard {
+    ///     async fn export(&self, _batch: Vec<SpanData>) -> OTelSdkResult {
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let telemetry = lookout::Telemetry::builder()
+    ///     .span_exporter(Discard)
+    ///     .console(lookout::ConsoleFormat::Off)
+    ///     .init()?;
+    /// # let _ = telemetry.blocking_shutdown();
+    /// # Ok::<(), lookout::InitError>(())
+    /// ```
+    pub fn span_exporter<E>(mut self, exporter: E) -> Self
+    where
+        E: opentelemetry_sdk::trace::SpanExporter + 'static,
+    {
+        self.o.custom[signal_index(Signal::Traces)] = Some(std::any::type_name::<E>());
+        self.custom.spans(exporter);
+        self
+    }
+
+    /// Sends log records to `exporter` instead of the configured exporter (`OTEL_LOGS_EXPORTER`
+    /// is then ignored), through lookout's batch processor and queue (`OTEL_BLRP_*`), counted
+    /// like lookout's own exporters.
+    pub fn log_exporter<E>(mut self, exporter: E) -> Self
+    where
+        E: opentelemetry_sdk::logs::LogExporter + 'static,
+    {
+        self.o.custom[signal_index(Signal::Logs)] = Some(std::any::type_name::<E>());
+        self.custom.logs(exporter);
+        self
+    }
+
+    /// Sends metrics to `exporter` every metric interval (`OTEL_METRIC_EXPORT_INTERVAL`) instead
+    /// of the configured exporter (`OTEL_METRICS_EXPORTER` is then ignored), with the temporality
+    /// the exporter asks for; `/metrics` and [`crate::metrics::global`] keep reading the same
+    /// aggregation.
+    pub fn metric_exporter<E>(mut self, exporter: E) -> Self
+    where
+        E: opentelemetry_sdk::metrics::exporter::PushMetricExporter + 'static,
+    {
+        self.o.custom[signal_index(Signal::Metrics)] = Some(std::any::type_name::<E>());
+        self.custom.metrics(exporter);
+        self
+    }
+
     /// OTLP settings for every signal (`OTEL_EXPORTER_OTLP_*`).
     pub fn otlp(mut self, options: impl FnOnce(OtlpOptions) -> OtlpOptions) -> Self {
         self.o.otlp = options(std::mem::take(&mut self.o.otlp));
@@ -329,7 +390,7 @@ impl TelemetryBuilder {
             None
         } else {
             let resource = crate::resource::build(&settings, &self.env);
-            Some(export::build(&settings, &resource)?)
+            Some(export::build(&settings, &resource, self.custom)?)
         };
 
         let tracer = providers

@@ -202,6 +202,8 @@ pub(crate) struct Settings {
     pub(crate) service_version: Option<String>,
     pub(crate) resource_attributes: Vec<(String, String)>,
     pub(crate) exporters: [ExporterKind; 3],
+    /// An exporter given in code, by type name: it replaces `exporters` for its signal.
+    pub(crate) custom: [Option<&'static str>; 3],
     pub(crate) otlp: [OtlpSettings; 3],
     pub(crate) span_batch: BatchSettings,
     pub(crate) log_batch: BatchSettings,
@@ -225,6 +227,9 @@ impl Settings {
     /// Where `signal` goes, for messages: `http://host:4318/v1/traces (http/protobuf)`.
     pub(crate) fn destination(&self, signal: Signal) -> String {
         let i = signal_index(signal);
+        if let Some(name) = self.custom[i] {
+            return format!("custom exporter {name}");
+        }
         match self.exporters[i] {
             ExporterKind::Otlp => format!(
                 "{} ({})",
@@ -271,6 +276,9 @@ pub(crate) struct Overrides {
     pub(crate) console_spans: Option<bool>,
     pub(crate) filter: Option<String>,
     pub(crate) shutdown_timeout: Option<Duration>,
+    /// The type name of each signal's exporter given in code (`TelemetryBuilder::span_exporter`,
+    /// ...), which replaces the configured one.
+    pub(crate) custom: [Option<&'static str>; 3],
 }
 
 const EXPORTERS: &[(&str, ExporterKind)] = &[
@@ -412,6 +420,7 @@ impl Settings {
             console_spans,
             filter,
             shutdown_timeout,
+            custom: o.custom,
         };
         Ok((settings, env.warnings))
     }

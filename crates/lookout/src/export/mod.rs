@@ -1,6 +1,7 @@
 //! Builds the three SDK providers with their exporters: OTLP (gRPC or HTTP), console, or none.
 
 mod counted;
+mod custom;
 mod fixups;
 mod queue;
 #[cfg(any(feature = "grpc", feature = "http"))]
@@ -33,6 +34,7 @@ use fixups::SpanFixups;
 use queue::{LogDequeue, LogIntake, Queue, SpanIntake};
 #[cfg(any(feature = "grpc", feature = "http"))]
 pub(crate) use otlp::Message as OtlpMessage;
+pub(crate) use custom::Custom;
 pub(crate) use runtime::ExportRuntime;
 
 /// The SDK providers of a running pipeline.
@@ -46,13 +48,18 @@ pub(crate) struct Providers {
     pub(crate) runtime: Arc<ExportRuntime>,
 }
 
-pub(crate) fn build(settings: &Settings, resource: &Resource) -> Result<Providers, InitError> {
+pub(crate) fn build(
+    settings: &Settings,
+    resource: &Resource,
+    custom: Custom,
+) -> Result<Providers, InitError> {
     let runtime = Arc::new(ExportRuntime::start().map_err(InitError::Runtime)?);
-    let tracer = Some(tracer_provider(settings, resource, &runtime)?);
-    let metrics = meter_provider(settings, resource, &runtime)?;
-    let meter = (exporter_of(settings, Signal::Metrics).0 != ExporterKind::None)
-        .then(|| metrics.provider().clone());
-    let logger = logger_provider(settings, resource, &runtime)?;
+    let exports_metrics =
+        custom.metrics.is_some() || exporter_of(settings, Signal::Metrics).0 != ExporterKind::None;
+    let tracer = Some(tracer_provider(settings, resource, &runtime, custom.spans)?);
+    let metrics = meter_provider(settings, resource, &runtime, custom.metrics)?;
+    let meter = exports_metrics.then(|| metrics.provider().clone());
+    let logger = logger_provider(settings, resource, &runtime, custom.logs)?;
     Ok(Providers {
         tracer,
         meter,
@@ -63,7 +70,7 @@ pub(crate) fn build(settings: &Settings, resource: &Resource) -> Result<Provider
 }
 
 /// What every exporter of one signal is wrapped with.
-struct Wrap<'a> {
+pub(crate) struct Wrap<'a> {
     signal: Signal,
     #[cfg_attr(not(any(feature = "grpc", feature = "http")), allow(dead_code))]
     redaction: &'a crate::redact::Redaction,
@@ -73,7 +80,7 @@ struct Wrap<'a> {
 }
 
 impl Wrap<'_> {
-    fn it<E>(&self, exporter: E) -> Counted<E> {
+    pub(crate) fn it<E>(&self, exporter: E) -> Counted<E> {
         Counted::new(
             exporter,
             self.signal,
@@ -98,6 +105,7 @@ fn tracer_provider(
     settings: &Settings,
     resource: &Resource,
     runtime: &Arc<ExportRuntime>,
+    custom: Option<custom::SpanStep>,
 ) -> Result<SdkTracerProvider, InitError> {
     let limits = &settings.limits;
     let mut builder = SdkTracerProvider::builder()
@@ -119,29 +127,19 @@ fn tracer_provider(
         timeout: batch.export_timeout,
         runtime,
     };
-    fn processor<E: SpanExporter + 'static>(
-        exporter: E,
-        batch: &BatchSettings,
-        value_limit: Option<usize>,
-        runtime: &ExportRuntime,
-    ) -> SpanIntake<BatchSpanProcessor> {
-        let queue = Queue::new(Signal::Traces, batch.max_queue_size);
-        runtime.watch(&queue);
-        let bsp =
-            BatchSpanProcessor::builder(SpanFixups::new(exporter, value_limit, queue.clone()))
-                .with_batch_config(span_batch_config(batch))
-                .build();
-        SpanIntake::new(bsp, queue)
-    }
     let value_limit = limits.span_attribute_value_length;
+    if let Some(step) = custom {
+        let processor = step(&wrap, batch, value_limit, runtime);
+        return Ok(builder.with_span_processor(processor).build());
+    }
     builder = match kind {
-        ExporterKind::Otlp => builder.with_span_processor(processor(
+        ExporterKind::Otlp => builder.with_span_processor(span_processor(
             wrap.counted_by_client(otlp_spans(otlp, &wrap)?),
             batch,
             value_limit,
             runtime,
         )),
-        ExporterKind::Console => builder.with_span_processor(processor(
+        ExporterKind::Console => builder.with_span_processor(span_processor(
             wrap.it(opentelemetry_stdout::SpanExporter::default()),
             batch,
             value_limit,
@@ -151,6 +149,62 @@ fn tracer_provider(
         ExporterKind::None => builder,
     };
     Ok(builder.build())
+}
+
+/// A span exporter's batch processor, behind lookout's bounded queue and the span fixes.
+pub(crate) fn span_processor<E: SpanExporter + 'static>(
+    exporter: E,
+    batch: &BatchSettings,
+    value_limit: Option<usize>,
+    runtime: &ExportRuntime,
+) -> SpanIntake<BatchSpanProcessor> {
+    let queue = Queue::new(Signal::Traces, batch.max_queue_size);
+    runtime.watch(&queue);
+    let bsp =
+        BatchSpanProcessor::builder(SpanFixups::new(exporter, value_limit, queue.clone()))
+            .with_batch_config(span_batch_config(batch))
+            .build();
+    SpanIntake::new(bsp, queue)
+}
+
+/// The pull side reads the exporter's own reader when it aggregates cumulatively (one
+/// aggregation per measurement); otherwise a cumulative reader of its own.
+pub(crate) fn with_pushed<E>(
+    builder: MeterProviderBuilder,
+    reader: PeriodicReader<E>,
+    cumulative: bool,
+) -> (MeterProviderBuilder, Arc<dyn MetricReader>)
+where
+    E: opentelemetry_sdk::metrics::exporter::PushMetricExporter,
+{
+    if cumulative {
+        let shared = Arc::new(reader);
+        let pull: Arc<dyn MetricReader> = shared.clone();
+        (builder.with_reader(Shared(shared)), pull)
+    } else {
+        let manual = Arc::new(ManualReader::builder().build());
+        let pull: Arc<dyn MetricReader> = manual.clone();
+        (
+            builder.with_reader(reader).with_reader(Shared(manual)),
+            pull,
+        )
+    }
+}
+
+/// A log exporter's batch processor, behind lookout's bounded queue.
+pub(crate) fn log_processor<E: LogExporter + 'static>(
+    exporter: E,
+    batch: &BatchSettings,
+    runtime: &ExportRuntime,
+) -> LogIntake<BatchLogProcessor> {
+    let queue = Queue::new(Signal::Logs, batch.max_queue_size);
+    runtime.watch(&queue);
+    LogIntake::new(
+        BatchLogProcessor::builder(LogDequeue::new(exporter, queue.clone()))
+            .with_batch_config(log_batch_config(batch))
+            .build(),
+        queue,
+    )
 }
 
 fn sampler(config: SamplerConfig) -> Sampler {
@@ -194,6 +248,7 @@ fn meter_provider(
     settings: &Settings,
     resource: &Resource,
     runtime: &Arc<ExportRuntime>,
+    custom: Option<custom::MetricStep>,
 ) -> Result<Metrics, InitError> {
     let (kind, otlp) = exporter_of(settings, Signal::Metrics);
     let temporality = match settings.temporality {
@@ -217,28 +272,9 @@ fn meter_provider(
         runtime,
     };
     let interval = settings.metric_interval;
-    // The pull side reads the exporter's own reader when it aggregates cumulatively (one
-    // aggregation per measurement); otherwise a cumulative reader of its own.
-    fn with_pushed<E>(
-        builder: MeterProviderBuilder,
-        reader: PeriodicReader<E>,
-        cumulative: bool,
-    ) -> (MeterProviderBuilder, Arc<dyn MetricReader>)
-    where
-        E: opentelemetry_sdk::metrics::exporter::PushMetricExporter,
-    {
-        if cumulative {
-            let shared = Arc::new(reader);
-            let pull: Arc<dyn MetricReader> = shared.clone();
-            (builder.with_reader(Shared(shared)), pull)
-        } else {
-            let manual = Arc::new(ManualReader::builder().build());
-            let pull: Arc<dyn MetricReader> = manual.clone();
-            (
-                builder.with_reader(reader).with_reader(Shared(manual)),
-                pull,
-            )
-        }
+    if let Some(step) = custom {
+        let (builder, pull) = step(builder, &wrap, interval);
+        return Ok(Metrics::from_parts(builder.build(), pull));
     }
     let cumulative = temporality == Temporality::Cumulative;
     let (builder, pull) = match kind {
@@ -278,6 +314,7 @@ fn logger_provider(
     settings: &Settings,
     resource: &Resource,
     runtime: &Arc<ExportRuntime>,
+    custom: Option<custom::LogStep>,
 ) -> Result<Option<SdkLoggerProvider>, InitError> {
     let (kind, otlp) = exporter_of(settings, Signal::Logs);
     let batch = &settings.log_batch;
@@ -288,28 +325,18 @@ fn logger_provider(
         timeout: batch.export_timeout,
         runtime,
     };
-    fn processor<E: LogExporter + 'static>(
-        exporter: E,
-        batch: &BatchSettings,
-        runtime: &ExportRuntime,
-    ) -> LogIntake<BatchLogProcessor> {
-        let queue = Queue::new(Signal::Logs, batch.max_queue_size);
-        runtime.watch(&queue);
-        LogIntake::new(
-            BatchLogProcessor::builder(LogDequeue::new(exporter, queue.clone()))
-                .with_batch_config(log_batch_config(batch))
-                .build(),
-            queue,
-        )
-    }
     let builder = SdkLoggerProvider::builder().with_resource(resource.clone());
+    if let Some(step) = custom {
+        let processor = step(&wrap, batch, runtime);
+        return Ok(Some(builder.with_log_processor(processor).build()));
+    }
     let builder = match kind {
-        ExporterKind::Otlp => builder.with_log_processor(processor(
+        ExporterKind::Otlp => builder.with_log_processor(log_processor(
             wrap.counted_by_client(otlp_logs(otlp, &wrap)?),
             batch,
             runtime,
         )),
-        ExporterKind::Console => builder.with_log_processor(processor(
+        ExporterKind::Console => builder.with_log_processor(log_processor(
             wrap.it(opentelemetry_stdout::LogExporter::default()),
             batch,
             runtime,
