@@ -219,6 +219,46 @@ layer_common!(
     "Duration of outbound gRPC calls"
 );
 
+/// The call's span, in the context the call then runs in. Built with the OpenTelemetry API in the
+/// scope `lookout-tower`, like the HTTP layers' (one mechanism for all four): a server span
+/// continues the caller's trace from the headers; a client span is the child of the caller's
+/// context (its tracing span, or an OTel context) and its context is injected into the headers.
+fn call_span<B>(
+    req: &mut Request<B>,
+    tracer: Option<&BoxedTracer>,
+    side: Side,
+    service: &str,
+    method: &str,
+) -> opentelemetry::Context {
+    let (kind, parent) = match side {
+        Side::Server => (
+            SpanKind::Server,
+            opentelemetry::global::get_text_map_propagator(|p| {
+                p.extract(&HeaderExtractor(req.headers()))
+            }),
+        ),
+        Side::Client => (SpanKind::Client, crate::http::caller_context()),
+    };
+    let builder = SpanBuilder::from_name(format!("{service}/{method}"))
+        .with_kind(kind)
+        .with_attributes([
+            KeyValue::new(RPC_SYSTEM, "grpc"),
+            KeyValue::new(RPC_SERVICE, service.to_owned()),
+            KeyValue::new(RPC_METHOD, method.to_owned()),
+        ]);
+    let span = match tracer {
+        Some(t) => t.build_with_context(builder, &parent),
+        None => opentelemetry::global::tracer("lookout-tower").build_with_context(builder, &parent),
+    };
+    let cx = parent.with_span(span);
+    if side == Side::Client {
+        opentelemetry::global::get_text_map_propagator(|p| {
+            p.inject_context(&cx, &mut HeaderInjector(req.headers_mut()))
+        });
+    }
+    cx
+}
+
 fn call<S, ReqB, ResB>(
     inner: &mut S,
     duration: Arc<Histogram<f64>>,
@@ -239,36 +279,7 @@ where
         crate::http::bounded(service, limit),
         crate::http::bounded(method, limit),
     );
-    // The span is built with the OpenTelemetry API in the scope `lookout-tower`, like the HTTP
-    // layers' (one mechanism for all four): a server span continues the caller's trace from the
-    // headers, a client span is the child of the caller's context (its tracing span, or an OTel
-    // context). What the inner service does runs inside it.
-    let (kind, parent) = match side {
-        Side::Server => (
-            SpanKind::Server,
-            opentelemetry::global::get_text_map_propagator(|p| {
-                p.extract(&HeaderExtractor(req.headers()))
-            }),
-        ),
-        Side::Client => (SpanKind::Client, crate::http::caller_context()),
-    };
-    let builder = SpanBuilder::from_name(format!("{service}/{method}"))
-        .with_kind(kind)
-        .with_attributes([
-            KeyValue::new(RPC_SYSTEM, "grpc"),
-            KeyValue::new(RPC_SERVICE, service.clone()),
-            KeyValue::new(RPC_METHOD, method.clone()),
-        ]);
-    let span = match tracer {
-        Some(t) => t.build_with_context(builder, &parent),
-        None => opentelemetry::global::tracer("lookout-tower").build_with_context(builder, &parent),
-    };
-    let cx = parent.with_span(span);
-    if side == Side::Client {
-        opentelemetry::global::get_text_map_propagator(|p| {
-            p.inject_context(&cx, &mut HeaderInjector(req.headers_mut()))
-        });
-    }
+    let cx = call_span(&mut req, tracer, side, &service, &method);
     let fut = {
         let _attached = cx.clone().attach();
         inner.call(req)

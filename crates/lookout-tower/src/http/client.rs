@@ -217,19 +217,12 @@ where
         // The span is built with the OpenTelemetry API, in the scope `lookout-tower` like the
         // server's, as the child of the caller's context (its tracing span, or an OTel context).
         let parent = super::caller_context();
-        let mut span_attributes = Vec::with_capacity(5);
-        span_attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
+        let mut span_attributes = endpoint_attributes(method, host.as_deref(), port);
         if method == "_OTHER" {
             span_attributes.push(KeyValue::new(
                 semconv::HTTP_REQUEST_METHOD_ORIGINAL,
                 req.method().as_str().to_owned(),
             ));
-        }
-        if let Some(h) = &host {
-            span_attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, h.clone()));
-        }
-        if let Some(p) = port {
-            span_attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(p)));
         }
         span_attributes.push(KeyValue::new(semconv::URL_FULL, redacted_url(&req.url())));
         let name = if method == "_OTHER" { "HTTP" } else { method };
@@ -269,14 +262,7 @@ where
                 span.set_status(Status::error(t.clone()));
             }
             span.end();
-            let mut attributes = Vec::with_capacity(5);
-            attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
-            if let Some(h) = host {
-                attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, h));
-            }
-            if let Some(p) = port {
-                attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(p)));
-            }
+            let mut attributes = endpoint_attributes(method, host.as_deref(), port);
             if let Some(code) = status {
                 attributes.push(KeyValue::new(
                     semconv::HTTP_RESPONSE_STATUS_CODE,
@@ -290,4 +276,22 @@ where
             result
         })
     }
+}
+
+/// `http.request.method`, `server.address` and `server.port`: what the span and the duration
+/// metric both carry.
+fn endpoint_attributes(
+    method: &'static str,
+    host: Option<&str>,
+    port: Option<u16>,
+) -> Vec<KeyValue> {
+    let mut attributes = Vec::with_capacity(6);
+    attributes.push(KeyValue::new(semconv::HTTP_REQUEST_METHOD, method));
+    if let Some(h) = host {
+        attributes.push(KeyValue::new(semconv::SERVER_ADDRESS, h.to_owned()));
+    }
+    if let Some(p) = port {
+        attributes.push(KeyValue::new(semconv::SERVER_PORT, i64::from(p)));
+    }
+    attributes
 }
