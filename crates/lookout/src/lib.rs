@@ -22,6 +22,7 @@ sdk! {
     mod stats;
     mod telemetry;
     mod u64_fields;
+    pub mod view;
     mod w3c;
 
     pub use admin_addr::{AdminAddrError, DEFAULT_ADMIN_ADDR, admin_addr};

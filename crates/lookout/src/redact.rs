@@ -258,6 +258,23 @@ impl Redaction {
         Some(new)
     }
 
+    /// `value` as lookout's local view shows it for `key` (`""`: a message or description):
+    /// redacted as an export would be, without counting (the export counts).
+    pub(crate) fn shown(&self, key: &str, value: String) -> String {
+        if !self.enabled {
+            return value;
+        }
+        if !key.is_empty() && (!self.key_allowed(key) || self.key_is_secret(key)) {
+            return REDACTED.to_owned();
+        }
+        let (value, emails) = match key {
+            URL_FULL => (redact_url(&value).unwrap_or(value), false),
+            URL_QUERY => (redact_query(&value).unwrap_or(value), false),
+            _ => (value, self.emails),
+        };
+        redact_text(&value, emails).unwrap_or(value)
+    }
+
     /// Redacts secrets found in a value (a log body, an attribute's value), whatever its key.
     pub(crate) fn value(&self, value: &mut AnyValue) {
         if !self.enabled {

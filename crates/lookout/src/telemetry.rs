@@ -279,6 +279,12 @@ impl TelemetryBuilder {
         self.o.filter = Some(directives.into());
         self
     }
+    /// The local view's bounds (instead of `LOOKOUT_VIEW*`);
+    /// [`ViewOptions::off`](crate::view::ViewOptions::off) turns it off.
+    pub fn view(mut self, options: crate::view::ViewOptions) -> Self {
+        self.o.view = Some(options);
+        self
+    }
     /// How long shutdown may take in all (`LOOKOUT_SHUTDOWN_TIMEOUT`, default 5 s).
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.o.shutdown_timeout = Some(timeout);
@@ -622,6 +628,7 @@ impl Telemetry {
                 opentelemetry::global::set_tracer_provider(tp.clone());
             }
             p.metrics.install();
+            crate::view::set_global(p.view.clone());
             p.metrics.register_pipeline_metrics();
             if settings.process_metrics
                 && let Err(e) = p.metrics.register_process_metrics()
@@ -667,6 +674,12 @@ impl Telemetry {
             .providers
             .as_ref()
             .map(|p| p.metrics.clone())
+    }
+
+    /// The local view's stores (`None` when `LOOKOUT_VIEW=off`, the SDK is disabled, or after
+    /// shutdown): what lookout-admin's `/view/` pages read.
+    pub fn view(&self) -> Option<crate::view::View> {
+        self.inner.lock().providers.as_ref().and_then(|p| p.view.clone())
     }
 
     /// The logger provider (`None` when logs are disabled or after shutdown).
@@ -787,6 +800,10 @@ impl Inner {
             }
             p.runtime.stop();
             crate::metrics::clear_global();
+            if let Some(view) = &p.view {
+                view.store.stop();
+                crate::view::set_global(None);
+            }
         }
         let report = ShutdownReport::now(started.elapsed());
         let outcome = if !finished_in_time {

@@ -221,6 +221,7 @@ pub(crate) struct Settings {
     pub(crate) console_spans: bool,
     pub(crate) filter: String,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) view: crate::view::ViewOptions,
 }
 
 impl Settings {
@@ -279,6 +280,7 @@ pub(crate) struct Overrides {
     /// The type name of each signal's exporter given in code (`TelemetryBuilder::span_exporter`,
     /// ...), which replaces the configured one.
     pub(crate) custom: [Option<&'static str>; 3],
+    pub(crate) view: Option<crate::view::ViewOptions>,
 }
 
 const EXPORTERS: &[(&str, ExporterKind)] = &[
@@ -381,6 +383,8 @@ impl Settings {
             .or_else(|| cardinality_limit_from_env(&mut env))
             .unwrap_or(crate::metrics::DEFAULT_CARDINALITY_LIMIT);
 
+        let view = o.view.clone().unwrap_or_else(|| view_from_env(&mut env));
+
         if !problems.is_empty() {
             // The same problem found for each signal is said once.
             let mut seen = std::collections::HashSet::new();
@@ -421,9 +425,51 @@ impl Settings {
             filter,
             shutdown_timeout,
             custom: o.custom,
+            view,
         };
         Ok((settings, env.warnings))
     }
+}
+
+/// The local view's bounds from `LOOKOUT_VIEW*`; a bad value warns and keeps the default.
+fn view_from_env(env: &mut EnvReader<'_>) -> crate::view::ViewOptions {
+    let mut v = crate::view::ViewOptions::default();
+    if let Some(value) = env.raw("LOOKOUT_VIEW") {
+        match value.to_ascii_lowercase().as_str() {
+            "off" | "false" | "0" | "none" => v.enabled = false,
+            "on" | "true" | "1" => {}
+            _ => env.warn(
+                "LOOKOUT_VIEW",
+                format!("{value:?} is not `on` or `off`; the local view stays on"),
+            ),
+        }
+    }
+    let count = |env: &mut EnvReader<'_>, name: &str, field: &mut usize, max: u64| {
+        if let Some(n) = env.number(name, 1, max, &field.to_string()) {
+            *field = usize::try_from(n).unwrap_or(usize::MAX);
+        }
+    };
+    count(env, "LOOKOUT_VIEW_TRACES", &mut v.traces, 1_000_000);
+    count(env, "LOOKOUT_VIEW_ERROR_TRACES", &mut v.error_traces, 1_000_000);
+    count(env, "LOOKOUT_VIEW_SPANS_PER_TRACE", &mut v.spans_per_trace, 1_000_000);
+    count(env, "LOOKOUT_VIEW_TRACE_BYTES", &mut v.trace_bytes, 1 << 40);
+    count(env, "LOOKOUT_VIEW_LOGS", &mut v.logs, 10_000_000);
+    count(env, "LOOKOUT_VIEW_LOG_BYTES", &mut v.log_bytes, 1 << 40);
+    count(env, "LOOKOUT_VIEW_SERIES", &mut v.series, 1_000_000);
+    let rate = |env: &mut EnvReader<'_>, name: &str, field: &mut u32| {
+        if let Some(n) = env.number(name, 0, u64::from(u32::MAX), &field.to_string()) {
+            *field = u32::try_from(n).unwrap_or(u32::MAX);
+        }
+    };
+    rate(env, "LOOKOUT_VIEW_TRACES_PER_SECOND", &mut v.traces_per_second);
+    rate(env, "LOOKOUT_VIEW_LOGS_PER_SECOND", &mut v.logs_per_second);
+    if let Some(d) = env.millis("LOOKOUT_VIEW_METRIC_INTERVAL", v.metric_interval, false) {
+        v.metric_interval = d.max(Duration::from_millis(100));
+    }
+    if let Some(d) = env.millis("LOOKOUT_VIEW_METRIC_WINDOW", v.metric_window, false) {
+        v.metric_window = d;
+    }
+    v
 }
 
 /// The exporter of each signal: the builder's, else `OTEL_<SIGNAL>_EXPORTER`, else `otlp`.

@@ -22,14 +22,22 @@ pub(crate) struct SpanFixups<E> {
     inner: E,
     max_value_len: Option<usize>,
     queue: Arc<Queue>,
+    /// The local view, given each batch after the fixes.
+    view: Option<Arc<crate::view::Store>>,
 }
 
 impl<E> SpanFixups<E> {
-    pub(crate) fn new(inner: E, max_value_len: Option<usize>, queue: Arc<Queue>) -> Self {
+    pub(crate) fn new(
+        inner: E,
+        max_value_len: Option<usize>,
+        queue: Arc<Queue>,
+        view: Option<Arc<crate::view::Store>>,
+    ) -> Self {
         Self {
             inner,
             max_value_len,
             queue,
+            view,
         }
     }
 }
@@ -45,6 +53,9 @@ impl<E: SpanExporter> SpanExporter for SpanFixups<E> {
                     truncate_values(&mut event.attributes, limit);
                 }
             }
+        }
+        if let Some(view) = &self.view {
+            view.spans(&batch);
         }
         self.inner.export(batch)
     }

@@ -46,6 +46,8 @@ pub(crate) struct Providers {
     pub(crate) metrics: Metrics,
     pub(crate) logger: Option<SdkLoggerProvider>,
     pub(crate) runtime: Arc<ExportRuntime>,
+    /// The local view's stores (`None` when it is off).
+    pub(crate) view: Option<crate::view::View>,
 }
 
 pub(crate) fn build(
@@ -53,14 +55,25 @@ pub(crate) fn build(
     resource: &Resource,
     custom: Custom,
 ) -> Result<Providers, InitError> {
-    let runtime = Arc::new(ExportRuntime::start().map_err(InitError::Runtime)?);
+    let view = settings.view.enabled.then(|| {
+        let service = resource
+            .get(&opentelemetry::Key::from_static_str("service.name"))
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        crate::view::Store::new(settings.view.clone(), settings.redaction.clone(), service)
+    });
+    let runtime = Arc::new(ExportRuntime::start(view.clone()).map_err(InitError::Runtime)?);
     let exports_metrics =
         custom.metrics.is_some() || exporter_of(settings, Signal::Metrics).0 != ExporterKind::None;
     let tracer = Some(tracer_provider(settings, resource, &runtime, custom.spans)?);
     let metrics = meter_provider(settings, resource, &runtime, custom.metrics)?;
     let meter = exports_metrics.then(|| metrics.provider().clone());
     let logger = logger_provider(settings, resource, &runtime, custom.logs)?;
+    if let Some(store) = &view {
+        store.sample(metrics.clone());
+    }
     Ok(Providers {
+        view: view.map(|store| crate::view::View { store }),
         tracer,
         meter,
         metrics,
@@ -145,6 +158,10 @@ fn tracer_provider(
             value_limit,
             runtime,
         )),
+        // Only the local view: a batch processor whose exporter keeps nothing else.
+        ExporterKind::None if runtime.view().is_some() => builder.with_span_processor(
+            span_processor(wrap.it(Discard), batch, value_limit, runtime),
+        ),
         // No processor: spans still get ids (so logs stay correlated) and go nowhere.
         ExporterKind::None => builder,
     };
@@ -161,7 +178,12 @@ pub(crate) fn span_processor<E: SpanExporter + 'static>(
     let queue = Queue::new(Signal::Traces, batch.max_queue_size);
     runtime.watch(&queue);
     let bsp =
-        BatchSpanProcessor::builder(SpanFixups::new(exporter, value_limit, queue.clone()))
+        BatchSpanProcessor::builder(SpanFixups::new(
+            exporter,
+            value_limit,
+            queue.clone(),
+            runtime.view(),
+        ))
             .with_batch_config(span_batch_config(batch))
             .build();
     SpanIntake::new(bsp, queue)
@@ -200,7 +222,7 @@ pub(crate) fn log_processor<E: LogExporter + 'static>(
     let queue = Queue::new(Signal::Logs, batch.max_queue_size);
     runtime.watch(&queue);
     LogIntake::new(
-        BatchLogProcessor::builder(LogDequeue::new(exporter, queue.clone()))
+        BatchLogProcessor::builder(LogDequeue::new(exporter, queue.clone(), runtime.view()))
             .with_batch_config(log_batch_config(batch))
             .build(),
         queue,
@@ -341,9 +363,29 @@ fn logger_provider(
             batch,
             runtime,
         )),
+        ExporterKind::None if runtime.view().is_some() => {
+            builder.with_log_processor(log_processor(wrap.it(Discard), batch, runtime))
+        }
         ExporterKind::None => return Ok(None),
     };
     Ok(Some(builder.build()))
+}
+
+/// The exporter of a signal whose exporter is `none` while the local view is on: the batch
+/// processor feeds the view, and this drops the batch.
+#[derive(Debug)]
+struct Discard;
+
+impl SpanExporter for Discard {
+    async fn export(&self, _: Vec<opentelemetry_sdk::trace::SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+impl LogExporter for Discard {
+    async fn export(&self, _: opentelemetry_sdk::logs::LogBatch<'_>) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
 }
 
 fn build_error(signal: Signal) -> impl Fn(String) -> InitError {

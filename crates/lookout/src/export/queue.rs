@@ -141,10 +141,12 @@ impl<P> SpanIntake<P> {
 
 impl<P: SpanProcessor> SpanProcessor for SpanIntake<P> {
     fn on_start(&self, span: &mut Span, cx: &Context) {
+        crate::view::RUNNING.started(span);
         self.inner.on_start(span, cx);
     }
 
     fn on_end(&self, span: SpanData) {
+        crate::view::RUNNING.ended(span.span_context.span_id());
         if !span.span_context.is_sampled() {
             return;
         }
@@ -204,22 +206,27 @@ impl<P: LogProcessor> LogProcessor for LogIntake<P> {
     }
 }
 
-/// Takes each batch of log records off lookout's count of the export queue.
+/// Takes each batch of log records off lookout's count of the export queue, and shows it to the
+/// local view.
 #[derive(Debug)]
 pub(crate) struct LogDequeue<E> {
     inner: E,
     queue: Arc<Queue>,
+    view: Option<Arc<crate::view::Store>>,
 }
 
 impl<E> LogDequeue<E> {
-    pub(crate) fn new(inner: E, queue: Arc<Queue>) -> Self {
-        Self { inner, queue }
+    pub(crate) fn new(inner: E, queue: Arc<Queue>, view: Option<Arc<crate::view::Store>>) -> Self {
+        Self { inner, queue, view }
     }
 }
 
 impl<E: LogExporter> LogExporter for LogDequeue<E> {
     fn export(&self, batch: LogBatch<'_>) -> impl Future<Output = OTelSdkResult> + Send {
         self.queue.leave(batch.iter().count());
+        if let Some(view) = &self.view {
+            view.logs(&batch);
+        }
         self.inner.export(batch)
     }
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {

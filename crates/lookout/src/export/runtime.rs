@@ -19,10 +19,12 @@ pub(crate) struct ExportRuntime {
     handle: Handle,
     /// Set by shutdown: no export may outlast it.
     deadline: Mutex<Option<Instant>>,
+    /// The local view's stores, fed by the batch workers.
+    view: Option<std::sync::Arc<crate::view::Store>>,
 }
 
 impl ExportRuntime {
-    pub(crate) fn start() -> std::io::Result<Self> {
+    pub(crate) fn start(view: Option<std::sync::Arc<crate::view::Store>>) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("lookout-export")
@@ -33,7 +35,13 @@ impl ExportRuntime {
             runtime: Mutex::new(Some(runtime)),
             handle,
             deadline: Mutex::new(None),
+            view,
         })
+    }
+
+    /// The local view's stores, when it is on.
+    pub(crate) fn view(&self) -> Option<std::sync::Arc<crate::view::Store>> {
+        self.view.clone()
     }
 
     #[cfg(feature = "grpc")]

@@ -36,6 +36,7 @@ pub use crate::measure::{
 /// `http.server.request.duration`): what `/metrics` prints after a bucket.
 pub use lookout_exemplars as exemplars;
 pub use operations::{Baseline, OperationStats, operations, operations_since};
+pub(crate) use operations::quantile;
 pub use process::PROCESS_SCOPE;
 pub use process::ProcessMetricsError;
 

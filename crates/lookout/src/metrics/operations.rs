@@ -287,7 +287,7 @@ fn stats((name, module): Key, raw: &Raw) -> OperationStats {
 
 /// The `q` quantile of an explicit-bucket histogram: the bucket holding rank `q * count`, then
 /// linear interpolation inside it; the first and last buckets are bounded by min and max.
-fn quantile(
+pub(crate) fn quantile(
     bounds: &[f64],
     buckets: &[u64],
     count: u64,

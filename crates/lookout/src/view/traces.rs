@@ -1,0 +1,608 @@
+//! Recent traces: the latest `traces`, every recent error trace, the slowest trace of each span
+//! name; per span name, counts per latency bucket (zPages' tracez); spans running now, counted
+//! only while someone looks.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::time::{Duration, Instant, SystemTime};
+
+use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
+use opentelemetry_sdk::trace::SpanData;
+
+use super::{ViewCounts, ViewOptions, text_bytes};
+use crate::redact::Redaction;
+
+/// The upper bounds of the span summary's latency buckets (zPages' tracez): under 10 µs,
+/// 100 µs, 1 ms, 10 ms, 100 ms, 1 s, 10 s, 100 s, and above.
+pub const LATENCY_BUCKETS: [Duration; 8] = [
+    Duration::from_micros(10),
+    Duration::from_micros(100),
+    Duration::from_millis(1),
+    Duration::from_millis(10),
+    Duration::from_millis(100),
+    Duration::from_secs(1),
+    Duration::from_secs(10),
+    Duration::from_secs(100),
+];
+
+/// Span names summarised; past this, new names are counted under `(other names)`.
+const MAX_NAMES: usize = 500;
+const OTHER_NAMES: &str = "(other names)";
+
+/// A span's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpanStatus {
+    /// Not set.
+    Unset,
+    /// Set to OK.
+    Ok,
+    /// An error, with its description.
+    Error(String),
+}
+
+/// One event of a span.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct EventRecord {
+    /// Its name (`exception` for a recorded error).
+    pub name: String,
+    /// When.
+    pub time: SystemTime,
+    /// Its attributes, values as text (redacted).
+    pub attributes: Vec<(String, String)>,
+}
+
+/// One span as the view keeps it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SpanRecord {
+    /// Its trace.
+    pub trace_id: TraceId,
+    /// Its id.
+    pub span_id: SpanId,
+    /// Its parent (`SpanId::INVALID` for a root).
+    pub parent_span_id: SpanId,
+    /// Its name.
+    pub name: String,
+    /// Its kind: `internal`, `server`, `client`, `producer` or `consumer`.
+    pub kind: &'static str,
+    /// Its instrumentation scope.
+    pub scope: String,
+    /// When it started.
+    pub start: SystemTime,
+    /// How long it lasted.
+    pub duration: Duration,
+    /// Its status.
+    pub status: SpanStatus,
+    /// Its attributes, values as text (redacted).
+    pub attributes: Vec<(String, String)>,
+    /// Its events.
+    pub events: Vec<EventRecord>,
+}
+
+impl SpanRecord {
+    /// Whether it ended in error.
+    pub fn is_error(&self) -> bool {
+        matches!(self.status, SpanStatus::Error(_))
+    }
+
+    fn bytes(&self) -> usize {
+        let kv = |a: &[(String, String)]| -> usize {
+            a.iter().map(|(k, v)| text_bytes(k) + text_bytes(v)).sum()
+        };
+        std::mem::size_of::<SpanRecord>()
+            + text_bytes(&self.name)
+            + text_bytes(&self.scope)
+            + kv(&self.attributes)
+            + self
+                .events
+                .iter()
+                .map(|e| std::mem::size_of::<EventRecord>() + text_bytes(&e.name) + kv(&e.attributes))
+                .sum::<usize>()
+    }
+}
+
+/// One trace in a list.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct TraceSummary {
+    /// Its id.
+    pub trace_id: TraceId,
+    /// The root span's name, or the earliest span's when the root is not held (yet).
+    pub name: String,
+    /// The earliest start held.
+    pub start: SystemTime,
+    /// From the earliest start to the latest end held.
+    pub duration: Duration,
+    /// Spans held.
+    pub spans: usize,
+    /// Spans in error.
+    pub errors: usize,
+    /// Whether the root span is held.
+    pub complete: bool,
+    /// Spans of it that were not kept (`spans_per_trace`).
+    pub spans_skipped: u64,
+}
+
+/// Which traces to list; every field left empty matches all.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct TraceFilter {
+    /// A span of the trace has a name containing this (case-insensitive).
+    pub name: Option<String>,
+    /// Only traces with a span in error.
+    pub errors_only: bool,
+    /// Only traces at least this long.
+    pub min_duration: Option<Duration>,
+    /// A span's attribute key or value, or an event's, contains this (case-insensitive).
+    pub text: Option<String>,
+    /// At most this many (default 100 when zero).
+    pub limit: usize,
+}
+
+/// Per span name, what the summary page shows.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SpanNameStats {
+    /// The span name.
+    pub name: String,
+    /// Spans ended, per [`LATENCY_BUCKETS`] (the last: above the last bound).
+    pub latency: [u64; 9],
+    /// Spans ended in error.
+    pub errors: u64,
+    /// Spans started and not ended now (counted only while the summary page is watched).
+    pub running: usize,
+    /// The slowest span kept: its duration and trace.
+    pub slowest: Option<(Duration, TraceId)>,
+}
+
+impl SpanNameStats {
+    /// Spans ended.
+    pub fn total(&self) -> u64 {
+        self.latency.iter().sum()
+    }
+}
+
+#[derive(Default)]
+struct Entry {
+    spans: Vec<SpanRecord>,
+    bytes: usize,
+    errors: usize,
+    skipped: u64,
+    /// Arrival, for the list order.
+    seq: u64,
+}
+
+#[derive(Default)]
+struct NameStats {
+    latency: [u64; 9],
+    errors: u64,
+    slowest: Option<(Duration, TraceId)>,
+}
+
+pub(crate) struct Traces {
+    max_traces: usize,
+    max_errors: usize,
+    max_spans: usize,
+    max_bytes: usize,
+    per_second: u32,
+    map: HashMap<TraceId, Entry>,
+    /// Arrival order of the traces held (ids may be stale: checked against `map`).
+    recent: VecDeque<(u64, TraceId)>,
+    /// Recent error traces, kept while `recent` moves on.
+    errors: VecDeque<TraceId>,
+    names: HashMap<Cow<'static, str>, NameStats>,
+    bytes: usize,
+    seq: u64,
+    /// New traces admitted this second.
+    window: (u64, u32),
+    seen: u64,
+    skipped: u64,
+    version: u64,
+}
+
+impl Traces {
+    pub(crate) fn new(o: &ViewOptions) -> Self {
+        Traces {
+            max_traces: o.traces.max(1),
+            max_errors: o.error_traces,
+            max_spans: o.spans_per_trace.max(1),
+            max_bytes: o.trace_bytes,
+            per_second: o.traces_per_second,
+            map: HashMap::new(),
+            recent: VecDeque::new(),
+            errors: VecDeque::new(),
+            names: HashMap::new(),
+            bytes: 0,
+            seq: 0,
+            window: (0, 0),
+            seen: 0,
+            skipped: 0,
+            version: 0,
+        }
+    }
+
+    pub(crate) fn add(&mut self, batch: &[SpanData], redaction: &Redaction) {
+        let second = unix_secs(SystemTime::now());
+        if self.window.0 != second {
+            self.window = (second, 0);
+        }
+        for span in batch {
+            self.seen += 1;
+            let duration = span
+                .end_time
+                .duration_since(span.start_time)
+                .unwrap_or_default();
+            let error = matches!(span.status, Status::Error { .. });
+            let trace_id = span.span_context.trace_id();
+            let slowest = self.summarise(span, duration, error, trace_id);
+            if !self.admit(trace_id, error, slowest) {
+                self.skipped += 1;
+                continue;
+            }
+            let record = record(span, duration, redaction);
+            self.insert(record);
+        }
+        self.version += 1;
+        self.evict();
+    }
+
+    /// Counts the span in its name's summary; whether it is the slowest of its name so far.
+    fn summarise(&mut self, span: &SpanData, d: Duration, error: bool, trace: TraceId) -> bool {
+        let name = if self.names.len() >= MAX_NAMES && !self.names.contains_key(&span.name) {
+            Cow::Borrowed(OTHER_NAMES)
+        } else {
+            span.name.clone()
+        };
+        let stats = self.names.entry(name).or_default();
+        let bucket = LATENCY_BUCKETS
+            .iter()
+            .position(|b| d < *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        stats.latency[bucket] += 1;
+        stats.errors += u64::from(error);
+        if stats.slowest.is_some_and(|(slowest, _)| d <= slowest) {
+            return false;
+        }
+        let before = stats.slowest.replace((d, trace));
+        if let Some((_, old)) = before.filter(|(_, old)| *old != trace) {
+            self.release(old);
+        }
+        true
+    }
+
+    /// Whether the span is stored: its trace is held already, or it is an error, or the
+    /// slowest of its name, or a new trace within this second's share.
+    fn admit(&mut self, trace: TraceId, error: bool, slowest: bool) -> bool {
+        if let Some(e) = self.map.get(&trace) {
+            return e.spans.len() < self.max_spans;
+        }
+        if error || slowest {
+            return true;
+        }
+        if self.window.1 < self.per_second {
+            self.window.1 += 1;
+            return true;
+        }
+        false
+    }
+
+    fn insert(&mut self, record: SpanRecord) {
+        let id = record.trace_id;
+        let bytes = record.bytes();
+        let error = record.is_error();
+        let entry = match self.map.entry(id) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                self.seq += 1;
+                self.recent.push_back((self.seq, id));
+                v.insert(Entry {
+                    seq: self.seq,
+                    ..Entry::default()
+                })
+            }
+        };
+        if entry.spans.len() >= self.max_spans {
+            entry.skipped += 1;
+            self.skipped += 1;
+            return;
+        }
+        if error {
+            if entry.errors == 0 {
+                self.errors.push_back(id);
+            }
+            entry.errors += 1;
+        }
+        entry.bytes += bytes;
+        entry.spans.push(record);
+        self.bytes += bytes;
+    }
+
+    fn pinned(&self, id: TraceId) -> bool {
+        self.errors.contains(&id) || self.names.values().any(|n| n.slowest.is_some_and(|(_, t)| t == id))
+    }
+
+    /// Whether a trace arrived among the latest `max_traces`.
+    fn recent(&self, seq: u64) -> bool {
+        seq > self.seq.saturating_sub(self.max_traces as u64)
+    }
+
+    /// Removes `id` unless it is recent or pinned.
+    fn release(&mut self, id: TraceId) {
+        let Some(seq) = self.map.get(&id).map(|e| e.seq) else { return };
+        if !self.recent(seq) && !self.pinned(id) {
+            self.remove(id);
+        }
+    }
+
+    /// Applies the count and byte bounds: traces older than the latest `max_traces` go unless
+    /// they are among the recent error traces or the slowest of a name; past the byte bound the
+    /// oldest go whatever they are.
+    fn evict(&mut self) {
+        while self.errors.len() > self.max_errors {
+            if let Some(id) = self.errors.pop_front() {
+                self.release(id);
+            }
+        }
+        while let Some(&(seq, id)) = self.recent.front() {
+            if self.recent(seq) {
+                break;
+            }
+            self.recent.pop_front();
+            if self.map.get(&id).is_some_and(|e| e.seq == seq) {
+                self.release(id);
+            }
+        }
+        while self.bytes > self.max_bytes {
+            let Some(oldest) = self.map.iter().min_by_key(|(_, e)| e.seq).map(|(id, _)| *id)
+            else {
+                break;
+            };
+            self.remove(oldest);
+        }
+    }
+
+    fn remove(&mut self, id: TraceId) {
+        if let Some(e) = self.map.remove(&id) {
+            self.bytes = self.bytes.saturating_sub(e.bytes);
+        }
+        self.errors.retain(|t| *t != id);
+    }
+
+    pub(crate) fn list(&self, f: &TraceFilter) -> Vec<TraceSummary> {
+        let limit = if f.limit == 0 { 100 } else { f.limit };
+        let name = f.name.as_deref().map(str::to_lowercase).filter(|s| !s.is_empty());
+        let text = f.text.as_deref().map(str::to_lowercase).filter(|s| !s.is_empty());
+        let mut entries: Vec<(&TraceId, &Entry)> = self.map.iter().collect();
+        entries.sort_by_key(|(_, e)| std::cmp::Reverse(e.seq));
+        entries
+            .into_iter()
+            .filter(|(_, e)| !f.errors_only || e.errors > 0)
+            .filter(|(_, e)| {
+                name.as_deref().is_none_or(|n| {
+                    e.spans.iter().any(|s| s.name.to_lowercase().contains(n))
+                })
+            })
+            .filter(|(_, e)| text.as_deref().is_none_or(|t| e.spans.iter().any(|s| mentions(s, t))))
+            .map(|(id, e)| summary(*id, e))
+            .filter(|s| f.min_duration.is_none_or(|m| s.duration >= m))
+            .take(limit)
+            .collect()
+    }
+
+    pub(crate) fn trace(&self, id: TraceId) -> Vec<SpanRecord> {
+        let mut spans = self.map.get(&id).map(|e| e.spans.clone()).unwrap_or_default();
+        spans.sort_by_key(|s| s.start);
+        spans
+    }
+
+    pub(crate) fn names(&self, running: &HashMap<String, usize>) -> Vec<SpanNameStats> {
+        let mut out: Vec<SpanNameStats> = self
+            .names
+            .iter()
+            .map(|(name, s)| SpanNameStats {
+                name: name.to_string(),
+                latency: s.latency,
+                errors: s.errors,
+                running: running.get(name.as_ref()).copied().unwrap_or(0),
+                slowest: s.slowest,
+            })
+            .collect();
+        for (name, n) in running {
+            if !self.names.contains_key(name.as_str()) {
+                out.push(SpanNameStats {
+                    name: name.clone(),
+                    latency: [0; 9],
+                    errors: 0,
+                    running: *n,
+                    slowest: None,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    pub(crate) fn count(&self, c: &mut ViewCounts) {
+        c.spans_seen = self.seen;
+        c.spans_skipped = self.skipped;
+        c.traces = self.map.len();
+        c.trace_bytes = self.bytes;
+    }
+
+    pub(crate) fn version(&self) -> u64 {
+        self.version
+    }
+}
+
+fn summary(id: TraceId, e: &Entry) -> TraceSummary {
+    let start = e.spans.iter().map(|s| s.start).min().unwrap_or(SystemTime::UNIX_EPOCH);
+    let end = e
+        .spans
+        .iter()
+        .map(|s| s.start + s.duration)
+        .max()
+        .unwrap_or(start);
+    let root = e.spans.iter().find(|s| s.parent_span_id == SpanId::INVALID);
+    let name = root
+        .or_else(|| e.spans.iter().min_by_key(|s| s.start))
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
+    TraceSummary {
+        trace_id: id,
+        name,
+        start,
+        duration: end.duration_since(start).unwrap_or_default(),
+        spans: e.spans.len(),
+        errors: e.errors,
+        complete: root.is_some(),
+        spans_skipped: e.skipped,
+    }
+}
+
+fn mentions(s: &SpanRecord, text: &str) -> bool {
+    let has = |a: &[(String, String)]| {
+        a.iter()
+            .any(|(k, v)| k.to_lowercase().contains(text) || v.to_lowercase().contains(text))
+    };
+    has(&s.attributes)
+        || s.events
+            .iter()
+            .any(|e| e.name.to_lowercase().contains(text) || has(&e.attributes))
+        || matches!(&s.status, SpanStatus::Error(d) if d.to_lowercase().contains(text))
+}
+
+fn record(span: &SpanData, duration: Duration, redaction: &Redaction) -> SpanRecord {
+    let attributes = |kvs: &[opentelemetry::KeyValue]| -> Vec<(String, String)> {
+        kvs.iter()
+            .map(|kv| {
+                let key = kv.key.as_str();
+                (key.to_owned(), redaction.shown(key, kv.value.to_string()))
+            })
+            .collect()
+    };
+    SpanRecord {
+        trace_id: span.span_context.trace_id(),
+        span_id: span.span_context.span_id(),
+        parent_span_id: span.parent_span_id,
+        name: span.name.to_string(),
+        kind: match span.span_kind {
+            SpanKind::Client => "client",
+            SpanKind::Server => "server",
+            SpanKind::Producer => "producer",
+            SpanKind::Consumer => "consumer",
+            SpanKind::Internal => "internal",
+        },
+        scope: span.instrumentation_scope.name().to_owned(),
+        start: span.start_time,
+        duration,
+        status: match &span.status {
+            Status::Unset => SpanStatus::Unset,
+            Status::Ok => SpanStatus::Ok,
+            Status::Error { description } => {
+                SpanStatus::Error(redaction.shown("", description.to_string()))
+            }
+        },
+        attributes: attributes(&span.attributes),
+        events: span
+            .events
+            .iter()
+            .map(|e| EventRecord {
+                name: e.name.to_string(),
+                time: e.timestamp,
+                attributes: attributes(&e.attributes),
+            })
+            .collect(),
+    }
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Spans started and not ended, per name: tracked only while the summary page is watched, so a
+/// span costs one relaxed load at start and one at end when no one looks.
+pub(crate) struct Running {
+    watching: AtomicBool,
+    /// Spans in `spans`: non-zero makes span ends look them up.
+    tracked: AtomicUsize,
+    state: Mutex<RunningState>,
+}
+
+struct RunningState {
+    until: Option<Instant>,
+    /// Made at the first watch.
+    spans: Option<HashMap<SpanId, String>>,
+}
+
+/// At most this many running spans are tracked.
+const MAX_RUNNING: usize = 10_000;
+
+pub(crate) static RUNNING: Running = Running {
+    watching: AtomicBool::new(false),
+    tracked: AtomicUsize::new(0),
+    state: Mutex::new(RunningState {
+        until: None,
+        spans: None,
+    }),
+};
+
+impl Running {
+    pub(crate) fn watch(&self, for_how_long: Duration) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.until = Some(Instant::now() + for_how_long);
+        self.watching.store(true, Relaxed);
+    }
+
+    /// At span start (application thread).
+    #[inline]
+    pub(crate) fn started(&self, span: &opentelemetry_sdk::trace::Span) {
+        if !self.watching.load(Relaxed) {
+            return;
+        }
+        self.start_slow(span);
+    }
+
+    #[cold]
+    fn start_slow(&self, span: &opentelemetry_sdk::trace::Span) {
+        let Some(data) = span.exported_data() else { return };
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if s.until.is_none_or(|u| Instant::now() > u) {
+            s.until = None;
+            self.watching.store(false, Relaxed);
+            return;
+        }
+        let spans = s.spans.get_or_insert_with(HashMap::new);
+        if spans.len() < MAX_RUNNING {
+            spans.insert(data.span_context.span_id(), data.name.into_owned());
+            self.tracked.store(spans.len(), Relaxed);
+        }
+    }
+
+    /// At span end (application thread).
+    #[inline]
+    pub(crate) fn ended(&self, id: SpanId) {
+        if self.tracked.load(Relaxed) == 0 {
+            return;
+        }
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(spans) = s.spans.as_mut() {
+            spans.remove(&id);
+            self.tracked.store(spans.len(), Relaxed);
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> HashMap<String, usize> {
+        let s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = HashMap::new();
+        for name in s.spans.iter().flat_map(|m| m.values()) {
+            *out.entry(name.clone()).or_default() += 1;
+        }
+        out
+    }
+}
