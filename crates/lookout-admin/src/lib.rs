@@ -50,6 +50,8 @@ mod lifecycle;
 pub mod prometheus;
 mod routes;
 mod serve;
+#[cfg(feature = "view")]
+mod view;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -73,6 +75,11 @@ pub enum AdminError {
         "the reset token is empty: give a non-empty secret, or leave reset off by not setting one"
     )]
     EmptyToken,
+    /// The local view's token is empty.
+    #[error(
+        "the local view's token (LOOKOUT_VIEW_TOKEN or AdminBuilder::view_token) is empty: give a non-empty secret, or unset it to have one made at random"
+    )]
+    EmptyViewToken,
     /// `LOOKOUT_ADMIN_ADDR` is not an address.
     #[error(transparent)]
     Addr(#[from] lookout::AdminAddrError),
@@ -114,6 +121,20 @@ struct Inner {
     reset_token: Option<String>,
     baseline: Mutex<Option<(SystemTime, Baseline)>>,
     started: Instant,
+    /// The registry itself, for the local view's health page.
+    #[cfg(feature = "health")]
+    health_registry: Option<lookout_health::Health>,
+    #[cfg(feature = "view")]
+    view: Option<lookout::view::View>,
+    #[cfg(feature = "view")]
+    view_token: String,
+    /// The token is asked for on loopback too.
+    #[cfg(feature = "view")]
+    view_token_always: bool,
+    #[cfg(feature = "view")]
+    jaeger_url: Option<String>,
+    #[cfg(feature = "cleanup")]
+    jobs: Vec<lookout_cleanup::Job>,
 }
 
 /// Configures [`Admin`].
@@ -124,9 +145,58 @@ pub struct AdminBuilder {
     #[cfg(feature = "health")]
     health: Option<(lookout_health::Health, lookout_health::http::HttpOptions)>,
     reset_token: Option<String>,
+    #[cfg(feature = "view")]
+    view: Option<lookout::view::View>,
+    #[cfg(feature = "view")]
+    view_token: Option<String>,
+    #[cfg(feature = "view")]
+    view_token_always: Option<bool>,
+    #[cfg(feature = "view")]
+    jaeger_url: Option<String>,
+    #[cfg(feature = "cleanup")]
+    jobs: Vec<lookout_cleanup::Job>,
 }
 
 impl AdminBuilder {
+    /// Shows this local view under `/view/` instead of the one `lookout::init` started
+    /// ([`lookout::view::global`]).
+    #[cfg(feature = "view")]
+    pub fn view(mut self, view: lookout::view::View) -> Self {
+        self.view = Some(view);
+        self
+    }
+
+    /// The token the local view asks for when it is reached beyond loopback (instead of
+    /// `LOOKOUT_VIEW_TOKEN`, or one made at random and printed on standard error).
+    #[cfg(feature = "view")]
+    pub fn view_token(mut self, token: impl Into<String>) -> Self {
+        self.view_token = Some(token.into());
+        self
+    }
+
+    /// Asks for the view's token on loopback too (instead of `LOOKOUT_VIEW_REQUIRE_TOKEN=true`):
+    /// for machines shared with other users, whose processes reach loopback as well.
+    #[cfg(feature = "view")]
+    pub fn view_token_always(mut self, always: bool) -> Self {
+        self.view_token_always = Some(always);
+        self
+    }
+
+    /// Links every trace of the local view to the same trace in this Jaeger UI
+    /// (`http://localhost:16686`; instead of `LOOKOUT_VIEW_JAEGER_URL`).
+    #[cfg(feature = "view")]
+    pub fn jaeger_url(mut self, url: impl Into<String>) -> Self {
+        self.jaeger_url = Some(url.into());
+        self
+    }
+
+    /// Shows this cleanup job on the local view's jobs page, with run now, pause and resume.
+    #[cfg(feature = "cleanup")]
+    pub fn job(mut self, job: lookout_cleanup::Job) -> Self {
+        self.jobs.push(job);
+        self
+    }
+
     /// Reads these metrics instead of the global ones that `lookout::init` installed.
     pub fn metrics(mut self, metrics: Metrics) -> Self {
         self.metrics = Some(metrics);
@@ -165,11 +235,44 @@ impl AdminBuilder {
         {
             return Err(AdminError::EmptyToken);
         }
+        #[cfg(feature = "view")]
+        let view_token = self
+            .view_token
+            .or_else(|| std::env::var("LOOKOUT_VIEW_TOKEN").ok())
+            .map(|t| t.trim().to_owned());
+        #[cfg(feature = "view")]
+        if view_token.as_deref().is_some_and(str::is_empty) {
+            return Err(AdminError::EmptyViewToken);
+        }
+        #[cfg(feature = "view")]
+        let view_token = view::token(view_token);
+        #[cfg(feature = "view")]
+        let view_token_always = self.view_token_always.unwrap_or_else(|| {
+            std::env::var("LOOKOUT_VIEW_REQUIRE_TOKEN")
+                .is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
+        });
+        #[cfg(feature = "view")]
+        let jaeger_url = self
+            .jaeger_url
+            .or_else(|| std::env::var("LOOKOUT_VIEW_JAEGER_URL").ok())
+            .filter(|u| !u.trim().is_empty());
         Ok(Admin {
             inner: Arc::new(Inner {
                 metrics: self.metrics,
                 #[cfg(feature = "health")]
+                health_registry: self.health.as_ref().map(|(h, _)| h.clone()),
+                #[cfg(feature = "health")]
                 health: self.health.map(|(h, options)| h.router_with(options)),
+                #[cfg(feature = "view")]
+                view: self.view,
+                #[cfg(feature = "view")]
+                view_token,
+                #[cfg(feature = "view")]
+                view_token_always,
+                #[cfg(feature = "view")]
+                jaeger_url,
+                #[cfg(feature = "cleanup")]
+                jobs: self.jobs,
                 reset_token: self.reset_token,
                 baseline: Mutex::new(None),
                 started: Instant::now(),
@@ -187,6 +290,38 @@ impl Admin {
     /// The routes, to merge into an application's router or serve alone.
     pub fn router(&self) -> Router {
         routes::router(self.clone())
+    }
+
+    #[cfg(feature = "view")]
+    fn view(&self) -> Option<lookout::view::View> {
+        self.inner.view.clone().or_else(lookout::view::global)
+    }
+
+    #[cfg(feature = "view")]
+    fn view_token(&self) -> &str {
+        &self.inner.view_token
+    }
+
+    #[cfg(feature = "view")]
+    fn view_token_always(&self) -> bool {
+        self.inner.view_token_always
+    }
+
+    #[cfg(feature = "view")]
+    fn jaeger_url(&self) -> Option<&str> {
+        self.inner.jaeger_url.as_deref()
+    }
+
+    #[cfg(feature = "health")]
+    #[cfg_attr(not(feature = "view"), allow(dead_code))]
+    fn health_registry(&self) -> Option<&lookout_health::Health> {
+        self.inner.health_registry.as_ref()
+    }
+
+    #[cfg(feature = "cleanup")]
+    #[cfg_attr(not(feature = "view"), allow(dead_code))]
+    fn jobs(&self) -> Vec<lookout_cleanup::Job> {
+        self.inner.jobs.clone()
     }
 
     fn metrics(&self) -> Option<Metrics> {

@@ -34,7 +34,11 @@ pub(crate) fn router(admin: Admin) -> Router {
     }
     #[cfg(feature = "health")]
     let health = admin.inner.health.clone();
+    #[cfg(feature = "view")]
+    let view = crate::view::router(admin.clone());
     let router = router.with_state(admin);
+    #[cfg(feature = "view")]
+    let router = router.merge(view);
     #[cfg(feature = "health")]
     let router = match health {
         Some(h) => router.merge(h),

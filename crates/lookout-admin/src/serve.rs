@@ -94,6 +94,15 @@ pub async fn serve(
 ) -> Stopped {
     let (draining, _) = watch::channel(false);
     let mut connections = JoinSet::new();
+    // Where requests came in, for the local view's loopback rule.
+    #[cfg(feature = "view")]
+    let router = match listener.local_addr() {
+        Ok(local) => {
+            crate::view::announce(local);
+            router.layer(axum::Extension(crate::view::Served { local }))
+        }
+        Err(_) => router,
+    };
     let mut stop = std::pin::pin!(stop);
     loop {
         tokio::select! {

@@ -16,6 +16,6 @@ pub mod telemetry;
 
 pub use check::{Check, DEFAULT_TIMEOUT, DEFAULT_TTL, FnCheck, HealthCheck, check_fn};
 pub use error::{BuildError, Problem};
-pub use registry::{DEFAULT_DRAIN_DELAY, Health, HealthBuilder};
+pub use registry::{DEFAULT_DRAIN_DELAY, Health, HealthBuilder, TRANSITIONS_KEPT, Transition};
 pub use report::{CheckReport, Report};
 pub use status::{CheckResult, Status};

@@ -48,6 +48,28 @@ pub(crate) struct Inner {
     /// Bumped on every change of a reported status, registration, removal and shutdown.
     changes: watch::Sender<u64>,
     telemetry: Telemetry,
+    /// The latest changes of a check's reported status, oldest first.
+    transitions: std::sync::Mutex<std::collections::VecDeque<Transition>>,
+}
+
+/// How many status changes [`Health::transitions`] keeps.
+pub const TRANSITIONS_KEPT: usize = 100;
+
+/// A change of one check's reported status (after its hysteresis), as kept by
+/// [`Health::transitions`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Transition {
+    /// The check.
+    pub check: String,
+    /// The status before.
+    pub from: Status,
+    /// The status after.
+    pub to: Status,
+    /// When the run that changed it ended.
+    pub at: SystemTime,
+    /// The run's message.
+    pub message: Option<String>,
 }
 
 /// Builds a [`Health`] registry; see [`Health::builder`].
@@ -134,6 +156,7 @@ impl HealthBuilder {
             drain_delay: self.drain_delay.unwrap_or(DEFAULT_DRAIN_DELAY),
             changes: watch::Sender::new(0),
             telemetry: Telemetry::new(meter, weak.clone(), tracer),
+            transitions: std::sync::Mutex::default(),
         });
         let health = Health { inner };
         for check in self.checks {
@@ -269,6 +292,17 @@ impl Health {
             .into_iter()
             .map(|e| e.check.name.clone())
             .collect()
+    }
+
+    /// The latest changes of a check's reported status (at most [`TRANSITIONS_KEPT`]), oldest
+    /// first: what lookout-admin's health page shows as history.
+    pub fn transitions(&self) -> Vec<Transition> {
+        let kept = self
+            .inner
+            .transitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        kept.iter().cloned().collect()
     }
 
     /// Evaluates a group (`""` for every check), running the checks whose results are older than
@@ -429,7 +463,19 @@ impl Inner {
     ) {
         self.telemetry
             .record_run(&entry.check, changed_from, stored, start_time);
-        if changed_from.is_some() {
+        if let Some(from) = changed_from {
+            let mut kept = self.transitions.lock().unwrap_or_else(|e| e.into_inner());
+            if kept.len() >= TRANSITIONS_KEPT {
+                kept.pop_front();
+            }
+            kept.push_back(Transition {
+                check: entry.check.name.clone(),
+                from,
+                to: stored.result.status(),
+                at: SystemTime::now(),
+                message: stored.result.message().map(str::to_owned),
+            });
+            drop(kept);
             self.changed();
         }
     }

@@ -10,6 +10,10 @@
 //! lookout-tower's HTTP layer (a span per request continuing the caller's `traceparent`,
 //! `http.server.request.duration` by route template).
 //!
+//! Open <http://127.0.0.1:9464/view/> for the local view (no collector needed: with
+//! `OTEL_TRACES_EXPORTER=none OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none` nothing is
+//! exported and everything is still shown there).
+//!
 //! Try: `curl -si localhost:9464/health/ready`, or with details:
 //! `LOOKOUT_ADMIN_TOKEN=t cargo run -p example-axum-service` then
 //! `curl -s -H 'authorization: Bearer t' -H 'accept: application/health+json' localhost:9464/health`.
@@ -81,8 +85,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Spans continuing the caller's trace, and http.server.* metrics by route template.
         .layer(lookout_tower::HttpServerLayer::new().capture_request_headers(["x-request-id"]));
 
-    let mut admin_routes =
-        lookout_admin::Admin::builder().health_with(health.clone(), admin_options());
+    // The admin address also serves the local view (`/view/`): traces, logs, metrics, health and
+    // this cleanup job (run now / pause / resume) in the browser.
+    let mut admin_routes = lookout_admin::Admin::builder()
+        .health_with(health.clone(), admin_options())
+        .job(cleanup.clone());
     if let Some(token) = admin_token() {
         admin_routes = admin_routes.reset_token(token);
     }

@@ -336,7 +336,8 @@ impl SeriesStore {
                 points: h.points.iter().copied().collect(),
             })
             .collect();
-        out.sort_by(|a, b| (a.what, &a.name).cmp(&(b.what, &b.name)));
+        // Routes first, then functions.
+        out.sort_by(|a, b| (a.what != "route", &a.name).cmp(&(b.what != "route", &b.name)));
         out
     }
 
