@@ -228,3 +228,163 @@ async fn events(State(admin): State<Admin>) -> impl IntoResponse {
     );
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Method;
+    use tower::ServiceExt as _;
+
+    const TOKEN: &str = "t0ken-for-tests";
+
+    /// `local`: the address the request came in on, as lookout-admin's `serve` records it (no
+    /// socket is opened: addresses beyond loopback are only named here).
+    async fn status(
+        method: Method,
+        uri: &str,
+        local: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap) {
+        let admin = crate::Admin::builder()
+            .view_token(TOKEN)
+            .build()
+            .expect("admin");
+        let mut request = Request::builder().method(method).uri(uri);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let mut request = request.body(Body::empty()).expect("request");
+        if let Some(local) = local {
+            request.extensions_mut().insert(Served {
+                local: local.parse().expect("an address"),
+            });
+        }
+        let response = admin.router().oneshot(request).await.expect("infallible");
+        (response.status(), response.headers().clone())
+    }
+
+    async fn get(uri: &str, local: Option<&str>, headers: &[(&str, &str)]) -> StatusCode {
+        status(Method::GET, uri, local, headers).await.0
+    }
+
+    #[tokio::test]
+    async fn beyond_loopback_the_token_is_required() {
+        let host = [("host", "203.0.113.7:9464")];
+        let beyond = Some("0.0.0.0:9464");
+        assert_eq!(
+            get("/view/traces", beyond, &host).await,
+            StatusCode::UNAUTHORIZED
+        );
+        let bearer = format!("Bearer {TOKEN}");
+        let with = [
+            ("host", "203.0.113.7:9464"),
+            ("authorization", bearer.as_str()),
+        ];
+        assert_eq!(get("/view/traces", beyond, &with).await, StatusCode::OK);
+        let wrong = [
+            ("host", "203.0.113.7:9464"),
+            ("authorization", "Bearer nope"),
+        ];
+        assert_eq!(
+            get("/view/traces", beyond, &wrong).await,
+            StatusCode::UNAUTHORIZED
+        );
+        // ?token= once: a cookie, and the token out of the address.
+        let (code, headers) = status(
+            Method::GET,
+            &format!("/view/logs?token={TOKEN}"),
+            beyond,
+            &host,
+        )
+        .await;
+        assert_eq!(code, StatusCode::SEE_OTHER);
+        assert_eq!(headers[header::LOCATION], "/view/logs");
+        let cookie = headers[header::SET_COOKIE].to_str().expect("ascii");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
+        let cookie = cookie.split(';').next().expect("name=value");
+        let with_cookie = [("host", "203.0.113.7:9464"), ("cookie", cookie)];
+        assert_eq!(
+            get("/view/logs", beyond, &with_cookie).await,
+            StatusCode::OK
+        );
+        // Not served by lookout-admin: the address is unknown, so the token is asked for.
+        assert_eq!(
+            get("/view/traces", None, &[("host", "localhost:9464")]).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    #[tokio::test]
+    async fn on_loopback_it_is_open_to_loopback_names_only() {
+        let local = Some("127.0.0.1:9464");
+        for host in [
+            "localhost:9464",
+            "127.0.0.1:9464",
+            "[::1]:9464",
+            "LOCALHOST",
+        ] {
+            assert_eq!(
+                get("/view/traces", local, &[("host", host)]).await,
+                StatusCode::OK,
+                "{host}"
+            );
+        }
+        // DNS rebinding: another site's name pointing at 127.0.0.1.
+        assert_eq!(
+            get("/view/traces", local, &[("host", "evil.example:9464")]).await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    #[tokio::test]
+    async fn actions_are_refused_from_other_origins() {
+        let local = Some("127.0.0.1:9464");
+        let run = "/view/jobs/none/run";
+        let cross = [
+            ("host", "localhost:9464"),
+            ("origin", "http://evil.example"),
+        ];
+        assert_eq!(
+            status(Method::POST, run, local, &cross).await.0,
+            StatusCode::FORBIDDEN
+        );
+        let site = [("host", "localhost:9464"), ("sec-fetch-site", "cross-site")];
+        assert_eq!(
+            status(Method::POST, run, local, &site).await.0,
+            StatusCode::FORBIDDEN
+        );
+        // Same origin: it reaches the handler (no such job here).
+        let same = [
+            ("host", "localhost:9464"),
+            ("origin", "http://localhost:9464"),
+        ];
+        assert_eq!(
+            status(Method::POST, run, local, &same).await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+
+    #[tokio::test]
+    async fn pages_forbid_framing_and_inline_scripts() {
+        let (code, headers) = status(
+            Method::GET,
+            "/view/metrics",
+            Some("127.0.0.1:1"),
+            &[("host", "localhost")],
+        )
+        .await;
+        assert_eq!(code, StatusCode::OK);
+        let csp = headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .expect("ascii");
+        assert!(
+            csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"),
+            "{csp}"
+        );
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+    }
+}

@@ -36,7 +36,6 @@ pub struct LogEntry {
 
 /// Which log records to list; every field left empty matches all.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct LogFilter {
     /// Every word appears in the message, target or a field (case-insensitive).
     pub words: Option<String>,
@@ -218,5 +217,50 @@ fn text(v: &AnyValue) -> String {
             format!("{{{}}}", items.join(", "))
         }
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::InstrumentationScope;
+    use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _};
+    use opentelemetry_sdk::logs::{SdkLogRecord, SdkLoggerProvider};
+
+    fn record(body: &str, severity: Severity) -> SdkLogRecord {
+        let provider = SdkLoggerProvider::builder().build();
+        let mut r = provider.logger("test").create_log_record();
+        r.set_body(AnyValue::from(body.to_owned()));
+        r.set_severity_number(severity);
+        r
+    }
+
+    #[test]
+    fn count_byte_and_rate_bounds_keep_the_newest_and_every_warning() {
+        let mut o = ViewOptions::default();
+        o.logs = 1_000;
+        o.log_bytes = 8_000;
+        o.logs_per_second = 50;
+        let mut logs = Logs::new(&o);
+        let scope = InstrumentationScope::builder("test").build();
+        let redaction = Redaction::default();
+        let records: Vec<SdkLogRecord> = (0..100)
+            .map(|i| record(&format!("line {i} {}", "y".repeat(100)), Severity::Info))
+            .chain([record("the warning", Severity::Warn)])
+            .collect();
+        let batch: Vec<(&SdkLogRecord, &InstrumentationScope)> =
+            records.iter().map(|r| (r, &scope)).collect();
+        logs.add(&LogBatch::new(&batch), &redaction);
+        let mut c = ViewCounts::default();
+        logs.count(&mut c);
+        assert_eq!(c.logs_seen, 101);
+        assert_eq!(c.logs_skipped, 50, "past the rate bound, warnings aside");
+        assert!(c.log_bytes <= 8_000, "{c:?}");
+        let all = logs.list(&LogFilter::default());
+        assert_eq!(all[0].body, "the warning", "newest first, and warnings always kept");
+        assert!(all.len() < 51, "the byte bound dropped the oldest: {}", all.len());
+        let mut f = LogFilter::default();
+        f.words = Some("LINE 49".into());
+        assert_eq!(logs.list(&f).len(), 1);
     }
 }

@@ -129,7 +129,6 @@ pub struct TraceSummary {
 
 /// Which traces to list; every field left empty matches all.
 #[derive(Debug, Clone, Default, PartialEq)]
-#[non_exhaustive]
 pub struct TraceFilter {
     /// A span of the trace has a name containing this (case-insensitive).
     pub name: Option<String>,
@@ -604,5 +603,91 @@ impl Running {
             *out.entry(name.clone()).or_default() += 1;
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::KeyValue;
+    use opentelemetry::trace::{SpanContext, TraceFlags, TraceState};
+
+    fn span(trace: u128, span: u64, name: &'static str, ms: u64, error: bool) -> SpanData {
+        let start = SystemTime::now();
+        SpanData {
+            span_context: SpanContext::new(
+                TraceId::from(trace),
+                SpanId::from(span),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            ),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: Cow::Borrowed(name),
+            start_time: start,
+            end_time: start + Duration::from_millis(ms),
+            attributes: vec![KeyValue::new("payload", "x".repeat(1_000))],
+            dropped_attributes_count: 0,
+            events: Default::default(),
+            links: Default::default(),
+            status: if error {
+                Status::error("boom")
+            } else {
+                Status::Unset
+            },
+            instrumentation_scope: Default::default(),
+        }
+    }
+
+    fn options() -> ViewOptions {
+        let mut o = ViewOptions::default();
+        o.traces = 1_000;
+        o.traces_per_second = 1_000;
+        o
+    }
+
+    #[test]
+    fn the_byte_bound_holds_whatever_is_pinned() {
+        let mut o = options();
+        o.trace_bytes = 20_000;
+        let mut t = Traces::new(&o);
+        let redaction = Redaction::default();
+        for i in 1..=100u64 {
+            // Every one an error and a new slowest: all pinned, the bytes still rule.
+            t.add(&[span(u128::from(i), i, "s", i, true)], &redaction);
+            assert!(t.bytes <= 20_000, "{} bytes held", t.bytes);
+        }
+        assert!(!t.map.is_empty() && t.map.len() < 20, "{}", t.map.len());
+        assert!(
+            t.map.contains_key(&TraceId::from(100u128)),
+            "the newest stays"
+        );
+    }
+
+    #[test]
+    fn spans_per_trace_and_new_traces_per_second_are_bounded_and_counted() {
+        let mut o = options();
+        o.spans_per_trace = 3;
+        o.traces_per_second = 2;
+        let mut t = Traces::new(&o);
+        let redaction = Redaction::default();
+        // One batch (the share is per second of arrival): five spans of trace 7, then ten fast,
+        // ok traces, none the slowest of its name: only the second's share of new traces is kept.
+        let batch: Vec<SpanData> = (1..=5)
+            .map(|i| span(7, i, "child", 0, false))
+            .chain((10..20u64).map(|i| span(u128::from(i), i, "child", 0, false)))
+            .collect();
+        t.add(&batch, &redaction);
+        assert_eq!(t.trace(TraceId::from(7u128)).len(), 3);
+        let mut c = ViewCounts::default();
+        t.count(&mut c);
+        assert_eq!(c.spans_seen, 15);
+        // Trace 7 came in as the first (so slowest) `child`, outside the share; two more within.
+        assert_eq!(c.traces, 3);
+        assert_eq!(c.spans_skipped, 2 + 8);
+        let names = t.names(&HashMap::new());
+        assert_eq!(names[0].total(), 15, "the summary counts every span");
     }
 }
