@@ -106,11 +106,15 @@ fn the_view_keeps_recent_error_and_slowest_traces_logs_series_and_running_spans(
         errors.iter().map(|t| t.trace_id).collect::<Vec<_>>(),
         [failed]
     );
-    let mut slow_filter = TraceFilter::default();
-    slow_filter.min_duration = Some(Duration::from_millis(30));
+    let slow_filter = TraceFilter {
+        min_duration: Some(Duration::from_millis(30)),
+        ..TraceFilter::default()
+    };
     assert_eq!(view.traces(&slow_filter).len(), 1);
-    let mut text = TraceFilter::default();
-    text.text = Some("TRACE-E".into());
+    let text = TraceFilter {
+        text: Some("TRACE-E".into()),
+        ..TraceFilter::default()
+    };
     assert_eq!(
         view.traces(&text).len(),
         1,
@@ -134,8 +138,10 @@ fn the_view_keeps_recent_error_and_slowest_traces_logs_series_and_running_spans(
     assert!(!url.contains("abc123") && url.contains("page=2"), "{url}");
 
     // Logs: words, level, trace.
-    let mut words = LogFilter::default();
-    words.words = Some("searchable WORLD".into());
+    let words = LogFilter {
+        words: Some("searchable WORLD".into()),
+        ..LogFilter::default()
+    };
     let found = eventually("the log record", || {
         let found = view.logs(&words);
         (!found.is_empty()).then_some(found)
@@ -150,8 +156,10 @@ fn the_view_keeps_recent_error_and_slowest_traces_logs_series_and_running_spans(
             .any(|(k, v)| k == "rows" && v == "3"),
         "{found:?}"
     );
-    let mut warnings = LogFilter::default();
-    warnings.min_severity = 13;
+    let warnings = LogFilter {
+        min_severity: 13,
+        ..LogFilter::default()
+    };
     let warned = view.logs(&warnings);
     assert!(
         warned
@@ -160,8 +168,10 @@ fn the_view_keeps_recent_error_and_slowest_traces_logs_series_and_running_spans(
         "{warned:?}"
     );
     assert!(warned.iter().any(|e| e.body == "careful now"), "{warned:?}");
-    let mut by_trace = LogFilter::default();
-    by_trace.trace_id = Some(latest);
+    let by_trace = LogFilter {
+        trace_id: Some(latest),
+        ..LogFilter::default()
+    };
     assert_eq!(view.logs(&by_trace).len(), 2);
 
     // Metric series: a counter reads as a rate.

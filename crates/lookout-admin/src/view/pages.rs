@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use lookout::opentelemetry::trace::{SpanId, TraceId};
 use lookout::view::{LogFilter, SeriesKind, SpanRecord, SpanStatus, TraceFilter, View};
 use maud::{DOCTYPE, Markup, html};
@@ -170,12 +170,13 @@ pub(crate) struct TraceQuery {
 
 pub(crate) async fn traces(State(admin): State<Admin>, Query(q): Query<TraceQuery>) -> Response {
     let min = empty_none(&q.min_ms).and_then(|m| m.parse::<f64>().ok());
-    let mut filter = TraceFilter::default();
-    filter.name = empty_none(&q.name);
-    filter.errors_only = q.errors.is_some();
-    filter.min_duration = min.map(|m| Duration::from_secs_f64(m.max(0.0) / 1e3));
-    filter.text = empty_none(&q.text);
-    filter.limit = 200;
+    let filter = TraceFilter {
+        name: empty_none(&q.name),
+        errors_only: q.errors.is_some(),
+        min_duration: min.map(|m| Duration::from_secs_f64(m.max(0.0) / 1e3)),
+        text: empty_none(&q.text),
+        limit: 200,
+    };
     let body = html! {
         form.filters method="get" action="/view/traces" {
             label { "Span name " input type="search" name="name" value=[q.name.as_deref()]; }
@@ -425,15 +426,17 @@ const LEVELS: [(&str, u8); 5] = [
 
 pub(crate) async fn logs(State(admin): State<Admin>, Query(q): Query<LogQuery>) -> Response {
     let level = q.level.as_deref().unwrap_or("");
-    let mut filter = LogFilter::default();
-    filter.words = empty_none(&q.q);
-    filter.min_severity = LEVELS
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(level))
-        .map_or(0, |(_, s)| *s);
-    filter.target = empty_none(&q.target);
-    filter.trace_id = empty_none(&q.trace).and_then(|t| TraceId::from_hex(&t).ok());
-    filter.limit = 300;
+    let filter = LogFilter {
+        words: empty_none(&q.q),
+        min_severity: LEVELS
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(level))
+            .map_or(0, |(_, s)| *s),
+        target: empty_none(&q.target),
+        trace_id: empty_none(&q.trace).and_then(|t| TraceId::from_hex(&t).ok()),
+        after: 0,
+        limit: 300,
+    };
     let body = html! {
         form.filters method="get" action="/view/logs" role="search" {
             label { "Words " input type="search" name="q" value=[q.q.as_deref()]; }
@@ -737,7 +740,7 @@ fn job_action_on(admin: &Admin, name: &str, action: &str) -> Response {
         }
     }
     tracing::info!(target: "lookout_admin", job = name, action, "cleanup job action from the local view");
-    Redirect::to("/view/jobs").into_response()
+    axum::response::Redirect::to("/view/jobs").into_response()
 }
 
 #[cfg(not(feature = "cleanup"))]

@@ -237,10 +237,12 @@ mod tests {
 
     #[test]
     fn count_byte_and_rate_bounds_keep_the_newest_and_every_warning() {
-        let mut o = ViewOptions::default();
-        o.logs = 1_000;
-        o.log_bytes = 8_000;
-        o.logs_per_second = 50;
+        let o = ViewOptions {
+            logs: 1_000,
+            log_bytes: 8_000,
+            logs_per_second: 50,
+            ..ViewOptions::default()
+        };
         let mut logs = Logs::new(&o);
         let scope = InstrumentationScope::builder("test").build();
         let redaction = Redaction::default();
@@ -259,8 +261,10 @@ mod tests {
         let all = logs.list(&LogFilter::default());
         assert_eq!(all[0].body, "the warning", "newest first, and warnings always kept");
         assert!(all.len() < 51, "the byte bound dropped the oldest: {}", all.len());
-        let mut f = LogFilter::default();
-        f.words = Some("LINE 49".into());
+        let f = LogFilter {
+            words: Some("LINE 49".into()),
+            ..LogFilter::default()
+        };
         assert_eq!(logs.list(&f).len(), 1);
     }
 }

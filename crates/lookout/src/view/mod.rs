@@ -5,7 +5,7 @@
 //! **Fed off the request path.** Spans and log records reach the stores on the batch worker,
 //! after the export queue (the same batch the exporter gets, after the attribute value length
 //! limit); nothing is added to what a span or an event costs on the application's thread. Values
-//! are redacted as an export would redact them ([`Redaction`](crate::Redaction)) before they are
+//! are redacted as an export would redact them (by the [`crate::Redaction`] settings) before they are
 //! stored. Metric series are sampled from the pull reader's snapshot
 //! ([`Metrics::collect`](crate::metrics::Metrics::collect)) on a thread of their own, every
 //! `LOOKOUT_VIEW_METRIC_INTERVAL`.

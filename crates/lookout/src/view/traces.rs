@@ -642,16 +642,19 @@ mod tests {
     }
 
     fn options() -> ViewOptions {
-        let mut o = ViewOptions::default();
-        o.traces = 1_000;
-        o.traces_per_second = 1_000;
-        o
+        ViewOptions {
+            traces: 1_000,
+            traces_per_second: 1_000,
+            ..ViewOptions::default()
+        }
     }
 
     #[test]
     fn the_byte_bound_holds_whatever_is_pinned() {
-        let mut o = options();
-        o.trace_bytes = 20_000;
+        let o = ViewOptions {
+            trace_bytes: 20_000,
+            ..options()
+        };
         let mut t = Traces::new(&o);
         let redaction = Redaction::default();
         for i in 1..=100u64 {
@@ -668,9 +671,11 @@ mod tests {
 
     #[test]
     fn spans_per_trace_and_new_traces_per_second_are_bounded_and_counted() {
-        let mut o = options();
-        o.spans_per_trace = 3;
-        o.traces_per_second = 2;
+        let o = ViewOptions {
+            spans_per_trace: 3,
+            traces_per_second: 2,
+            ..options()
+        };
         let mut t = Traces::new(&o);
         let redaction = Redaction::default();
         // One batch (the share is per second of arrival): five spans of trace 7, then ten fast,
