@@ -63,7 +63,8 @@ pub struct ViewOptions {
     pub trace_bytes: usize,
     /// Log records kept (`LOOKOUT_VIEW_LOGS`, default 10,000).
     pub logs: usize,
-    /// New log records stored per second (`LOOKOUT_VIEW_LOGS_PER_SECOND`, default 2,000).
+    /// New log records stored per second, warnings and errors aside (`LOOKOUT_VIEW_LOGS_PER_SECOND`,
+    /// default 1,000).
     pub logs_per_second: u32,
     /// Bytes of log records kept, estimated (`LOOKOUT_VIEW_LOG_BYTES`, default 16 MiB).
     pub log_bytes: usize,
@@ -85,7 +86,7 @@ impl Default for ViewOptions {
             traces_per_second: 200,
             trace_bytes: 48 << 20,
             logs: 10_000,
-            logs_per_second: 2_000,
+            logs_per_second: 1_000,
             log_bytes: 16 << 20,
             metric_interval: Duration::from_secs(5),
             metric_window: Duration::from_secs(15 * 60),
@@ -330,6 +331,29 @@ pub fn trace_id_hex(id: TraceId) -> String {
 /// A span id as the view shows it (lower-case hex).
 pub fn span_id_hex(id: SpanId) -> String {
     format!("{id:016x}")
+}
+
+/// For lookout's benchmarks: a view fed by hand, outside any pipeline. Not a public API.
+#[doc(hidden)]
+pub mod __bench {
+    use super::*;
+
+    /// A view attached to no pipeline.
+    pub fn detached(options: ViewOptions) -> View {
+        View {
+            store: Store::new(options, Redaction::default(), "bench".into()),
+        }
+    }
+
+    /// What the batch worker does with a batch of spans.
+    pub fn feed_spans(view: &View, batch: &[opentelemetry_sdk::trace::SpanData]) {
+        view.store.spans(batch);
+    }
+
+    /// What the batch worker does with a batch of log records.
+    pub fn feed_logs(view: &View, batch: &opentelemetry_sdk::logs::LogBatch<'_>) {
+        view.store.logs(batch);
+    }
 }
 
 /// Estimated heap bytes of a string kept in a store.
