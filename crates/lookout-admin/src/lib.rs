@@ -10,6 +10,7 @@
 //! | `GET /monitoring/system` | uptime, totals, error rate, latency, process and runtime figures, export pipeline, metric series and the instruments that reached their cardinality limit (`lookout::metrics::overflowing`) |
 //! | `GET /monitoring/live`, `/monitoring/ready`, `/monitoring/health` | liveness, readiness and overall health (from `lookout-health` when given one) |
 //! | `GET /health`, `/health/{live,ready,startup,group}` | `lookout-health`'s routes, when given one |
+//! | `GET /view/` | the local view (feature `view`, on by default): recent traces and their waterfalls, the span summary, logs, metric charts, health, cleanup jobs (run now / pause / resume) and the export pipeline, live; open on loopback, with a token beyond (see [`AdminBuilder::view_token`]) |
 //! | `POST /monitoring/reset` | only when a reset token is set, and then only with `Authorization: Bearer <token>` (401 without, 405 for other methods) |
 //!
 //! Tokens are checked by [`bearer_matches`] (the scheme in any case, the token compared in
