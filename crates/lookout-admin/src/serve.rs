@@ -99,7 +99,10 @@ pub async fn serve(
     let router = match listener.local_addr() {
         Ok(local) => {
             crate::view::announce(local);
-            router.layer(axum::Extension(crate::view::Served { local }))
+            router.layer(axum::Extension(crate::view::Served {
+                local,
+                draining: Some(draining.subscribe()),
+            }))
         }
         Err(_) => router,
     };

@@ -106,3 +106,43 @@ async fn a_request_head_that_never_ends_is_cut_off() {
     let stopped = tokio::time::timeout(HANG, server).await.unwrap().unwrap();
     assert_eq!(stopped.closed, 0, "nothing was left open: {stopped:?}");
 }
+
+/// A browser with the local view open holds an event stream; the server's drain ends it, so it
+/// finishes on its own instead of being closed at the grace deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_view_event_stream_ends_when_the_server_drains() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let app = lookout_admin::Admin::builder().build().unwrap().router();
+    let server = tokio::spawn(lookout_admin::serve(
+        listener,
+        app,
+        async {
+            let _ = stop_rx.await;
+        },
+        lookout_admin::ServeOptions::default(),
+    ));
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /view/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first = [0u8; 512];
+    let n = tokio::time::timeout(HANG, stream.read(&mut first))
+        .await
+        .expect("the stream's first event")
+        .unwrap();
+    let head = String::from_utf8_lossy(&first[..n]);
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.contains("text/event-stream"),
+        "{head}"
+    );
+    stop_tx.send(()).unwrap();
+    let stopped = tokio::time::timeout(HANG, server).await.unwrap().unwrap();
+    assert_eq!(
+        (stopped.drained, stopped.closed),
+        (1, 0),
+        "the event stream ended with the drain: {stopped:?}"
+    );
+}

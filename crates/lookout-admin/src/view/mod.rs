@@ -40,9 +40,12 @@ use axum::routing::{get, post};
 use crate::Admin;
 
 /// Where a request came in: set by lookout-admin's [`serve`](crate::serve) on every request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Served {
     pub(crate) local: SocketAddr,
+    /// Turns true when the server starts draining: the event streams end, so that an open page
+    /// does not hold the shutdown for the whole grace period.
+    pub(crate) draining: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 const COOKIE: &str = "lookout_view";
@@ -174,7 +177,20 @@ async fn guard(State(admin): State<Admin>, request: Request, next: Next) -> Resp
     }
     if by_query.is_some() {
         // Keep it in a cookie and drop it from the address bar (and from history).
-        let path = request.uri().path().to_owned();
+        let rest: Vec<(String, String)> =
+            url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+                .filter(|(k, _)| k != "token")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+        let mut path = request.uri().path().to_owned();
+        if !rest.is_empty() {
+            path.push('?');
+            path.push_str(
+                &url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(rest)
+                    .finish(),
+            );
+        }
         let cookie = format!("{COOKIE}={token}; Path=/view; HttpOnly; SameSite=Strict");
         return (
             StatusCode::SEE_OTHER,
@@ -207,11 +223,18 @@ fn same_origin(headers: &HeaderMap) -> bool {
 
 /// Server-sent events: `change` with what changed (`traces`, `logs`, `metrics`, `jobs`,
 /// `health`), checked every 500 ms, and a comment every 15 s to keep proxies from closing it.
-async fn events(State(admin): State<Admin>) -> impl IntoResponse {
+async fn events(State(admin): State<Admin>, request: Request) -> impl IntoResponse {
+    let draining = request
+        .extensions()
+        .get::<Served>()
+        .and_then(|s| s.draining.clone());
     let stream = futures_util::stream::unfold(
-        (admin, None::<pages::Fingerprint>),
-        |(admin, last)| async move {
+        (admin, None::<pages::Fingerprint>, draining),
+        |(admin, last, mut draining)| async move {
             loop {
+                if draining.as_ref().is_some_and(|d| *d.borrow()) {
+                    return None;
+                }
                 let now = pages::fingerprint(&admin).await;
                 let changed = match &last {
                     None => Vec::new(),
@@ -220,9 +243,18 @@ async fn events(State(admin): State<Admin>) -> impl IntoResponse {
                 if last.is_none() || !changed.is_empty() {
                     let data = serde_json::json!({ "changed": changed }).to_string();
                     let event = Event::default().event("change").data(data);
-                    return Some((Ok::<_, Infallible>(event), (admin, Some(now))));
+                    return Some((Ok::<_, Infallible>(event), (admin, Some(now), draining)));
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                let pause = tokio::time::sleep(Duration::from_millis(500));
+                match draining.as_mut() {
+                    Some(d) => {
+                        tokio::select! {
+                            () = pause => {}
+                            _ = d.changed() => {}
+                        }
+                    }
+                    None => pause.await,
+                }
             }
         },
     );
@@ -258,6 +290,7 @@ mod tests {
         if let Some(local) = local {
             request.extensions_mut().insert(Served {
                 local: local.parse().expect("an address"),
+                draining: None,
             });
         }
         let response = admin.router().oneshot(request).await.expect("infallible");
@@ -300,6 +333,18 @@ mod tests {
         .await;
         assert_eq!(code, StatusCode::SEE_OTHER);
         assert_eq!(headers[header::LOCATION], "/view/logs");
+        let (_, headers) = status(
+            Method::GET,
+            &format!("/view/logs?q=payment+failed&token={TOKEN}&level=WARN"),
+            beyond,
+            &host,
+        )
+        .await;
+        assert_eq!(
+            headers[header::LOCATION],
+            "/view/logs?q=payment+failed&level=WARN",
+            "the other parameters stay"
+        );
         let cookie = headers[header::SET_COOKIE].to_str().expect("ascii");
         assert!(
             cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
