@@ -30,6 +30,21 @@
 //! keep-alive connections or a client that never finishes its request cannot hold the shutdown,
 //! so the telemetry flush after it always runs. `axum::serve` has neither limit.
 //!
+//! **The local view** (`/view/`, feature `view`): what the running process is doing, in the
+//! browser, from [`lookout::view`]'s stores (traces with their waterfalls, the span summary,
+//! logs, metric charts, health checks with their state changes, the cleanup jobs given with
+//! [`AdminBuilder::job`] with run now / pause / resume, the export pipeline), updated live with
+//! server-sent events, plain HTML without JavaScript, CSS and script compiled in. On a loopback
+//! address it is open to requests naming a loopback host (`localhost`, `127.0.0.1`, `[::1]`; other
+//! names are refused, against DNS rebinding). Beyond loopback, or when served by anything other
+//! than [`serve`] / [`Lifecycle`] / [`Admin::serve`] (which record the address), it asks for its
+//! token: `LOOKOUT_VIEW_TOKEN` ([`AdminBuilder::view_token`]), or one made at random and printed
+//! on standard error (never into the exported logs) when a server starts beyond loopback; given
+//! once as `?token=` it is kept in an `HttpOnly`, `SameSite=Strict` cookie, or sent as
+//! `Authorization: Bearer`. `LOOKOUT_VIEW_REQUIRE_TOKEN=true` asks for it on loopback too.
+//! Actions are `POST`s refused from other origins. `LOOKOUT_VIEW_JAEGER_URL`
+//! ([`AdminBuilder::jaeger_url`]) links each trace to Jaeger's page for it.
+//!
 //! **The whole lifecycle.** [`Lifecycle`] serves a service's routers (the API, these routes) and,
 //! on SIGINT/SIGTERM ([`shutdown_signal`]), stops in the order that loses nothing: readiness out
 //! for the health registry's drain delay (with any [`on_drain`](Lifecycle::on_drain) work), the
