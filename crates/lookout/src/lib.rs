@@ -15,6 +15,7 @@ sdk! {
     mod console;
     mod error;
     mod export;
+    mod filter;
     pub mod metrics;
     mod propagation;
     mod redact;

@@ -8,7 +8,6 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::{Layer, Registry};
@@ -388,9 +387,7 @@ impl TelemetryBuilder {
     fn start(self) -> Result<Started, InitError> {
         let (settings, warnings) = Settings::resolve(&self.o, &self.env)?;
 
-        let filter = EnvFilter::builder()
-            .parse(&settings.filter)
-            .unwrap_or_else(|_| EnvFilter::new("info"));
+        let filter = crate::filter::LookoutFilter::new(&settings.filter);
 
         let providers = if settings.disabled {
             None
@@ -511,7 +508,7 @@ impl<S: tracing::Subscriber> Layer<S> for Announce {
 /// for whichever subscriber they go into.
 struct Started {
     /// `RUST_LOG` / the builder's directives (taken by the composition).
-    filter: Option<EnvFilter>,
+    filter: Option<crate::filter::LookoutFilter>,
     console: (ConsoleFormat, bool),
     tracer: Option<opentelemetry_sdk::trace::Tracer>,
     logger: Option<SdkLoggerProvider>,
