@@ -414,6 +414,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn hostile_parameters_get_an_answer_not_a_panic() {
+        let local = Some("127.0.0.1:9464");
+        let host = [("host", "localhost")];
+        for uri in [
+            "/view/traces?min_ms=1e300",
+            "/view/traces?min_ms=inf&name=%3Cscript%3E",
+            "/view/traces?min_ms=-5&errors=1&text=%00%FF",
+            "/view/traces/not-hex",
+            "/view/traces/00000000000000000000000000000000",
+            "/view/logs?level=%3Cb%3E&trace=zz&q=%22%3E%3Cscript%3Ealert(1)%3C/script%3E",
+            "/view/metrics/series?key=%3Cscript%3E",
+        ] {
+            let code = get(uri, local, &host).await;
+            assert!(code == StatusCode::OK, "{uri}: {code}");
+        }
+        let (code, _) = status(Method::GET, "/view/metrics/series", local, &host).await;
+        assert_eq!(code, StatusCode::BAD_REQUEST, "the key is required");
+        // What a user typed comes back escaped.
+        let admin = crate::Admin::builder().build().expect("admin");
+        let mut request = Request::get("/view/traces?name=%3Cscript%3Ealert(1)%3C/script%3E")
+            .header("host", "localhost")
+            .body(Body::empty())
+            .expect("request");
+        request.extensions_mut().insert(Served {
+            local: "127.0.0.1:9464".parse().expect("an address"),
+            draining: None,
+        });
+        let response = admin.router().oneshot(request).await.expect("infallible");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let body = String::from_utf8_lossy(&body);
+        assert!(
+            body.contains("&lt;script&gt;alert(1)") && !body.contains("<script>alert"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
     async fn pages_forbid_framing_and_inline_scripts() {
         let (code, headers) = status(
             Method::GET,

@@ -126,7 +126,10 @@ pub(crate) fn duration(d: Duration) -> String {
 /// A value with its unit (`s` as a duration).
 pub(crate) fn number(v: f64, unit: &str) -> String {
     if unit == "s" {
-        return duration(Duration::from_secs_f64(v.max(0.0)));
+        return match Duration::try_from_secs_f64(v.max(0.0)) {
+            Ok(d) => duration(d),
+            Err(_) => format!("{v} s"),
+        };
     }
     let n = if v.abs() >= 100.0 || v == v.trunc() {
         format!("{v:.0}")
@@ -173,7 +176,8 @@ pub(crate) async fn traces(State(admin): State<Admin>, Query(q): Query<TraceQuer
     let filter = TraceFilter {
         name: empty_none(&q.name),
         errors_only: q.errors.is_some(),
-        min_duration: min.map(|m| Duration::from_secs_f64(m.max(0.0) / 1e3)),
+        // Out of range (`1e300`, `inf`): no bound rather than a panic.
+        min_duration: min.and_then(|m| Duration::try_from_secs_f64(m.max(0.0) / 1e3).ok()),
         text: empty_none(&q.text),
         limit: 200,
     };
@@ -295,7 +299,7 @@ fn waterfall(spans: &[SpanRecord]) -> Markup {
     let pct =
         |t: SystemTime| t.duration_since(start).unwrap_or_default().as_secs_f64() / total * 100.0;
     html! {
-        p.note { (spans.len()) " spans · " (duration(Duration::from_secs_f64(total))) }
+        p.note { (spans.len()) " spans · " (duration(Duration::try_from_secs_f64(total).unwrap_or_default())) }
         ol.waterfall aria-label="Spans, parents before children" {
             @for (depth, s) in tree(spans) {
                 @let sid = lookout::view::span_id_hex(s.span_id);
