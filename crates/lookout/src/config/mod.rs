@@ -222,6 +222,8 @@ pub(crate) struct Settings {
     pub(crate) filter: String,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) view: crate::view::ViewOptions,
+    /// Span and log exports in flight at once (`LOOKOUT_EXPORT_CONCURRENCY`).
+    pub(crate) export_concurrency: usize,
 }
 
 impl Settings {
@@ -384,6 +386,9 @@ impl Settings {
             .unwrap_or(crate::metrics::DEFAULT_CARDINALITY_LIMIT);
 
         let view = o.view.clone().unwrap_or_else(|| view_from_env(&mut env));
+        let export_concurrency = env
+            .number("LOOKOUT_EXPORT_CONCURRENCY", 1, 64, "4")
+            .map_or(4, |n| n as usize);
 
         if !problems.is_empty() {
             // The same problem found for each signal is said once.
@@ -426,6 +431,7 @@ impl Settings {
             shutdown_timeout,
             custom: o.custom,
             view,
+            export_concurrency,
         };
         Ok((settings, env.warnings))
     }

@@ -62,7 +62,10 @@ pub(crate) fn build(
             .unwrap_or_default();
         crate::view::Store::new(settings.view.clone(), settings.redaction.clone(), service)
     });
-    let runtime = Arc::new(ExportRuntime::start(view.clone()).map_err(InitError::Runtime)?);
+    let runtime = Arc::new(
+        ExportRuntime::start(view.clone(), settings.export_concurrency)
+            .map_err(InitError::Runtime)?,
+    );
     let exports_metrics =
         custom.metrics.is_some() || exporter_of(settings, Signal::Metrics).0 != ExporterKind::None;
     let tracer = Some(tracer_provider(settings, resource, &runtime, custom.spans)?);
@@ -186,7 +189,7 @@ pub(crate) fn span_processor<E: SpanExporter + 'static>(
         ))
             .with_batch_config(span_batch_config(batch))
             .build();
-    SpanIntake::new(bsp, queue)
+    SpanIntake::new(bsp, queue, runtime.flight(Signal::Traces), batch.export_timeout)
 }
 
 /// The pull side reads the exporter's own reader when it aggregates cumulatively (one
@@ -226,6 +229,8 @@ pub(crate) fn log_processor<E: LogExporter + 'static>(
             .with_batch_config(log_batch_config(batch))
             .build(),
         queue,
+        runtime.flight(Signal::Logs),
+        batch.export_timeout,
     )
 }
 

@@ -14,6 +14,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter, LogProcessor, SdkLogRecord};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 
+use super::runtime::InFlight;
 use crate::config::Signal;
 use crate::stats::COUNTERS;
 
@@ -131,11 +132,28 @@ impl Queue {
 pub(crate) struct SpanIntake<P> {
     inner: P,
     queue: Arc<Queue>,
+    /// Exports still in flight after the processor handed them on: flush and shutdown wait.
+    flight: Arc<InFlight>,
+    timeout: Duration,
 }
 
 impl<P> SpanIntake<P> {
-    pub(crate) fn new(inner: P, queue: Arc<Queue>) -> Self {
-        Self { inner, queue }
+    pub(crate) fn new(inner: P, queue: Arc<Queue>, flight: Arc<InFlight>, timeout: Duration) -> Self {
+        Self {
+            inner,
+            queue,
+            flight,
+            timeout,
+        }
+    }
+}
+
+/// How long a flush waits for the exports in flight: each is bounded by the export timeout.
+fn flush_limit(timeout: Duration) -> Duration {
+    if timeout.is_zero() {
+        Duration::from_secs(30)
+    } else {
+        timeout + Duration::from_millis(200)
     }
 }
 
@@ -160,11 +178,17 @@ impl<P: SpanProcessor> SpanProcessor for SpanIntake<P> {
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
+        let result = self.inner.force_flush();
+        self.flight.wait_idle(flush_limit(self.timeout));
+        result
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
+        let started = Instant::now();
+        let result = self.inner.shutdown_with_timeout(timeout);
+        self.flight
+            .wait_idle(timeout.saturating_sub(started.elapsed()));
+        result
     }
 
     fn set_resource(&mut self, resource: &Resource) {
@@ -177,11 +201,18 @@ impl<P: SpanProcessor> SpanProcessor for SpanIntake<P> {
 pub(crate) struct LogIntake<P> {
     inner: P,
     queue: Arc<Queue>,
+    flight: Arc<InFlight>,
+    timeout: Duration,
 }
 
 impl<P> LogIntake<P> {
-    pub(crate) fn new(inner: P, queue: Arc<Queue>) -> Self {
-        Self { inner, queue }
+    pub(crate) fn new(inner: P, queue: Arc<Queue>, flight: Arc<InFlight>, timeout: Duration) -> Self {
+        Self {
+            inner,
+            queue,
+            flight,
+            timeout,
+        }
     }
 }
 
@@ -194,11 +225,17 @@ impl<P: LogProcessor> LogProcessor for LogIntake<P> {
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
+        let result = self.inner.force_flush();
+        self.flight.wait_idle(flush_limit(self.timeout));
+        result
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
+        let started = Instant::now();
+        let result = self.inner.shutdown_with_timeout(timeout);
+        self.flight
+            .wait_idle(timeout.saturating_sub(started.elapsed()));
+        result
     }
 
     fn set_resource(&mut self, resource: &Resource) {

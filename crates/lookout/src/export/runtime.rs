@@ -21,10 +21,65 @@ pub(crate) struct ExportRuntime {
     deadline: Mutex<Option<Instant>>,
     /// The local view's stores, fed by the batch workers.
     view: Option<std::sync::Arc<crate::view::Store>>,
+    /// The exports in flight of each signal (traces, metrics, logs).
+    flights: [std::sync::Arc<InFlight>; 3],
+}
+
+/// The exports of one signal sent in the background by lookout's OTLP client, so that the batch
+/// worker starts the next batch without waiting for a slow answer: at most `max` at a time (the
+/// worker waits for a free place beyond that; its bounded queue then drops and counts), and a way
+/// to wait until none is left (force flush, shutdown).
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    pub(crate) max: usize,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    running: Mutex<usize>,
+    idle: std::sync::Condvar,
+}
+
+impl InFlight {
+    fn new(max: usize) -> Self {
+        let max = max.max(1);
+        InFlight {
+            max,
+            permits: std::sync::Arc::new(tokio::sync::Semaphore::new(max)),
+            running: Mutex::new(0),
+            idle: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Waits for a free place, and takes it until the permit is dropped.
+    pub(crate) async fn place(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let permit = self.permits.clone().acquire_owned().await.ok()?;
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        Some(permit)
+    }
+
+    /// An export started with [`place`](Self::place) ended.
+    pub(crate) fn done(&self) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        *running = running.saturating_sub(1);
+        if *running == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    /// Blocks until no export is in flight, at most `limit`; whether none is.
+    pub(crate) fn wait_idle(&self, limit: Duration) -> bool {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let (running, _) = self
+            .idle
+            .wait_timeout_while(running, limit, |n| *n > 0)
+            .unwrap_or_else(|e| e.into_inner());
+        *running == 0
+    }
 }
 
 impl ExportRuntime {
-    pub(crate) fn start(view: Option<std::sync::Arc<crate::view::Store>>) -> std::io::Result<Self> {
+    pub(crate) fn start(
+        view: Option<std::sync::Arc<crate::view::Store>>,
+        concurrency: usize,
+    ) -> std::io::Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("lookout-export")
@@ -36,7 +91,18 @@ impl ExportRuntime {
             handle,
             deadline: Mutex::new(None),
             view,
+            flights: std::array::from_fn(|_| std::sync::Arc::new(InFlight::new(concurrency))),
         })
+    }
+
+    /// The exports in flight of `signal`.
+    pub(crate) fn flight(&self, signal: crate::config::Signal) -> std::sync::Arc<InFlight> {
+        self.flights[crate::config::signal_index(signal)].clone()
+    }
+
+    /// Spawns `future` on this runtime.
+    pub(crate) fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
+        self.handle.spawn(future);
     }
 
     /// The local view's stores, when it is on.

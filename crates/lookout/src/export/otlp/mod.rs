@@ -467,14 +467,32 @@ impl OtlpExporter {
         }
     }
 
-    fn deliver<M: Message>(
+    /// With more than one export allowed in flight (`LOOKOUT_EXPORT_CONCURRENCY`), the request is
+    /// sent in the background as soon as a place is free, and the batch worker goes on with the
+    /// next batch: a collector that answers late no longer stalls the queue. The client counts
+    /// every outcome itself (exported, rejected, failed), so nothing is lost to the accounting;
+    /// flush and shutdown wait for what is in flight.
+    fn deliver<M: Message + 'static>(
         &self,
         request: M,
     ) -> impl Future<Output = OTelSdkResult> + Send + use<M> {
         let client = self.client.clone();
-        self.client
-            .runtime
-            .enter(async move { client.deliver(request).await })
+        let flight = self.client.runtime.flight(self.client.signal);
+        self.client.runtime.enter(async move {
+            if flight.max <= 1 {
+                return client.deliver(request).await;
+            }
+            let Some(place) = flight.place().await else {
+                return client.deliver(request).await;
+            };
+            let runtime = client.runtime.clone();
+            runtime.spawn(async move {
+                let _ = client.deliver(request).await;
+                drop(place);
+                flight.done();
+            });
+            Ok(())
+        })
     }
 }
 
