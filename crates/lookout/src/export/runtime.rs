@@ -30,6 +30,7 @@ pub(crate) struct ExportRuntime {
 /// worker waits for a free place beyond that; its bounded queue then drops and counts), and a way
 /// to wait until none is left (force flush, shutdown).
 #[derive(Debug)]
+#[cfg_attr(not(any(feature = "grpc", feature = "http")), allow(dead_code))]
 pub(crate) struct InFlight {
     pub(crate) max: usize,
     permits: std::sync::Arc<tokio::sync::Semaphore>,
@@ -37,6 +38,7 @@ pub(crate) struct InFlight {
     idle: std::sync::Condvar,
 }
 
+#[cfg_attr(not(any(feature = "grpc", feature = "http")), allow(dead_code))]
 impl InFlight {
     fn new(max: usize) -> Self {
         let max = max.max(1);
@@ -101,6 +103,7 @@ impl ExportRuntime {
     }
 
     /// Spawns `future` on this runtime.
+    #[cfg_attr(not(any(feature = "grpc", feature = "http")), allow(dead_code))]
     pub(crate) fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) {
         self.handle.spawn(future);
     }
