@@ -21,11 +21,12 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
 /// Whether `headers` carry `Authorization: Bearer <expected>`, compared in constant time. An
 /// empty `expected` never matches.
 pub fn bearer_matches(headers: &HeaderMap, expected: &str) -> bool {
-    if expected.is_empty() {
-        return false;
-    }
-    bearer_token(headers)
-        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(expected.as_bytes())))
+    bearer_token(headers).is_some_and(|given| token_matches(given, expected))
+}
+
+/// `given` is `expected`, compared in constant time; an empty `expected` never matches.
+pub(crate) fn token_matches(given: &str, expected: &str) -> bool {
+    !expected.is_empty() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
 }
 
 #[cfg(test)]

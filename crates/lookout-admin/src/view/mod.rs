@@ -151,11 +151,6 @@ fn query_token(query: Option<&str>) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-fn same(given: &str, expected: &str) -> bool {
-    use subtle::ConstantTimeEq as _;
-    !expected.is_empty() && bool::from(given.as_bytes().ct_eq(expected.as_bytes()))
-}
-
 /// Token, Host and same-origin checks for every `/view/` request.
 async fn guard(State(admin): State<Admin>, request: Request, next: Next) -> Response {
     let token = admin.view_token();
@@ -166,8 +161,9 @@ async fn guard(State(admin): State<Admin>, request: Request, next: Next) -> Resp
         .is_some_and(|s| s.local.ip().is_loopback());
     let open = on_loopback && loopback_host(headers) && !admin.view_token_always();
     let by_header = crate::bearer_matches(headers, token);
-    let by_cookie = cookie_token(headers).is_some_and(|c| same(c, token));
-    let by_query = query_token(request.uri().query()).filter(|q| same(q, token));
+    let by_cookie = cookie_token(headers).is_some_and(|c| crate::auth::token_matches(c, token));
+    let by_query =
+        query_token(request.uri().query()).filter(|q| crate::auth::token_matches(q, token));
     if request.method() == axum::http::Method::POST && !same_origin(headers) {
         return (
             StatusCode::FORBIDDEN,
