@@ -148,14 +148,6 @@ impl<P> SpanIntake<P> {
     }
 }
 
-/// How long a flush waits for the exports in flight: each is bounded by the export timeout.
-fn flush_limit(timeout: Duration) -> Duration {
-    if timeout.is_zero() {
-        Duration::from_secs(30)
-    } else {
-        timeout + Duration::from_millis(200)
-    }
-}
 
 impl<P: SpanProcessor> SpanProcessor for SpanIntake<P> {
     fn on_start(&self, span: &mut Span, cx: &Context) {
@@ -178,17 +170,12 @@ impl<P: SpanProcessor> SpanProcessor for SpanIntake<P> {
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        let result = self.inner.force_flush();
-        self.flight.wait_idle(flush_limit(self.timeout));
-        result
+        self.flight.flush(self.timeout, || self.inner.force_flush())
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        let started = Instant::now();
-        let result = self.inner.shutdown_with_timeout(timeout);
         self.flight
-            .wait_idle(timeout.saturating_sub(started.elapsed()));
-        result
+            .shut_down(timeout, || self.inner.shutdown_with_timeout(timeout))
     }
 
     fn set_resource(&mut self, resource: &Resource) {
@@ -225,17 +212,12 @@ impl<P: LogProcessor> LogProcessor for LogIntake<P> {
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        let result = self.inner.force_flush();
-        self.flight.wait_idle(flush_limit(self.timeout));
-        result
+        self.flight.flush(self.timeout, || self.inner.force_flush())
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        let started = Instant::now();
-        let result = self.inner.shutdown_with_timeout(timeout);
         self.flight
-            .wait_idle(timeout.saturating_sub(started.elapsed()));
-        result
+            .shut_down(timeout, || self.inner.shutdown_with_timeout(timeout))
     }
 
     fn set_resource(&mut self, resource: &Resource) {

@@ -66,6 +66,36 @@ impl InFlight {
         }
     }
 
+    /// Runs a processor's `flush`, then waits for the exports it left in flight (each bounded by
+    /// `export_timeout`).
+    pub(crate) fn flush(
+        &self,
+        export_timeout: Duration,
+        flush: impl FnOnce() -> OTelSdkResult,
+    ) -> OTelSdkResult {
+        let result = flush();
+        let limit = if export_timeout.is_zero() {
+            Duration::from_secs(30)
+        } else {
+            export_timeout + Duration::from_millis(200)
+        };
+        self.wait_idle(limit);
+        result
+    }
+
+    /// Runs a processor's `shutdown`, then waits for the exports in flight within what is left
+    /// of `timeout`.
+    pub(crate) fn shut_down(
+        &self,
+        timeout: Duration,
+        shutdown: impl FnOnce() -> OTelSdkResult,
+    ) -> OTelSdkResult {
+        let started = Instant::now();
+        let result = shutdown();
+        self.wait_idle(timeout.saturating_sub(started.elapsed()));
+        result
+    }
+
     /// Blocks until no export is in flight, at most `limit`; whether none is.
     pub(crate) fn wait_idle(&self, limit: Duration) -> bool {
         let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
