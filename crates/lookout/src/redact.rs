@@ -258,6 +258,53 @@ impl Redaction {
         Some(new)
     }
 
+    /// Whether `key`'s value is replaced by [`REDACTED`] whatever it is (redaction on and the key
+    /// secret, or not on the allow list). For the span encoder, which counts itself.
+    pub(crate) fn hides_key(&self, key: &str) -> bool {
+        self.enabled && (!self.key_allowed(key) || self.key_is_secret(key))
+    }
+
+    /// A string attribute value as the export writes it (`key` not hidden), `None` when unchanged;
+    /// each change adds one to `count` (as [`Redaction::attributes`] counts them), which the
+    /// caller adds to the total when the value is sent.
+    pub(crate) fn string_value(&self, key: &str, s: &str, count: &mut u64) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
+        let (first, emails) = match key {
+            URL_FULL => (redact_url(s), false),
+            URL_QUERY => (redact_query(s), false),
+            _ => (None, self.emails),
+        };
+        if first.is_some() {
+            *count += 1;
+        }
+        match redact_text(first.as_deref().unwrap_or(s), emails) {
+            Some(text) => {
+                *count += 1;
+                Some(text)
+            }
+            None => first,
+        }
+    }
+
+    /// Whether a string inside an array value is scanned: `url.full` and `url.query` are scanned
+    /// as strings only (as [`Redaction::attributes`] does).
+    pub(crate) fn scans_arrays_of(&self, key: &str) -> bool {
+        self.enabled && key != URL_FULL && key != URL_QUERY
+    }
+
+    /// Free text (an event name, a status message, an array's string) as the export writes it,
+    /// `None` when unchanged; a change adds one to `count`.
+    pub(crate) fn free_text(&self, text: &str, count: &mut u64) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
+        let new = redact_text(text, self.emails)?;
+        *count += 1;
+        Some(new)
+    }
+
     /// `value` as lookout's local view shows it for `key` (`""`: a message or description):
     /// redacted as an export would be, without counting (the export counts).
     pub(crate) fn shown(&self, key: &str, value: String) -> String {
@@ -363,26 +410,47 @@ fn redact_query(query: &str) -> Option<String> {
 /// Replaces secrets found in free text; `None` when there are none.
 pub(crate) fn redact_text(text: &str, emails: bool) -> Option<String> {
     // Most values hold none of what the scanners look for: one pass over the bytes decides
-    // whether any scanner can match (13 digits for a card; `b`/`B` for Bearer/Basic, `-` for a
-    // key block, `e` for a JWT's `eyJ`, `A` for an AWS key, `@` for an e-mail).
-    let mut digits = 0;
-    let mut trigger = false;
-    for &c in text.as_bytes() {
-        if c.is_ascii_digit() {
-            digits += 1;
-        } else if matches!(c, b'b' | b'B' | b'-' | b'e' | b'A') || (emails && c == b'@') {
-            trigger = true;
+    // which scanners can match (13 digits for a card, `bearer`/`basic` for credentials,
+    // `-----` for a key block, `eyJ` for a JWT, `AKIA`/`ASIA` for an AWS key, `@` for an e-mail),
+    // and only those run.
+    let b = text.as_bytes();
+    let (mut digits, mut credentials, mut key_block, mut jwt, mut aws, mut at) =
+        (0, false, false, false, false, false);
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'0'..=b'9' => digits += 1,
+            b'b' | b'B' => {
+                let rest = &b[i..];
+                credentials |= (rest.len() >= 6 && rest[..6].eq_ignore_ascii_case(b"bearer"))
+                    || (rest.len() >= 5 && rest[..5].eq_ignore_ascii_case(b"basic"));
+            }
+            b'-' => key_block |= b[i..].starts_with(b"-----"),
+            b'e' => jwt |= b[i..].starts_with(b"eyJ"),
+            b'A' => aws |= b[i..].starts_with(b"AKIA") || b[i..].starts_with(b"ASIA"),
+            b'@' => at = true,
+            _ => {}
         }
     }
-    if digits < 13 && !trigger {
+    let emails = emails && at;
+    if digits < 13 && !credentials && !key_block && !jwt && !aws && !emails {
         return None;
     }
     let mut spans: Vec<(usize, usize)> = Vec::new();
-    find_private_keys(text, &mut spans);
-    find_credentials(text, &mut spans);
-    find_jwts(text, &mut spans);
-    find_aws_keys(text, &mut spans);
-    find_cards(text, &mut spans);
+    if key_block {
+        find_private_keys(text, &mut spans);
+    }
+    if credentials {
+        find_credentials(text, &mut spans);
+    }
+    if jwt {
+        find_jwts(text, &mut spans);
+    }
+    if aws {
+        find_aws_keys(text, &mut spans);
+    }
+    if digits >= 13 {
+        find_cards(text, &mut spans);
+    }
     if emails {
         find_emails(text, &mut spans);
     }

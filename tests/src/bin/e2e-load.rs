@@ -4,8 +4,10 @@
 //! (5 attributes, 1 event) at a fixed rate, configured through the environment like a service.
 //! Prints a line per second, `SEC <s> created=.. exported=.. failed=.. dropped=.. rss_mb=..`, and
 //! at the end `SUMMARY created=.. exported=.. failed=.. dropped=.. unaccounted=.. p50_us=..
-//! p99_us=.. max_us=.. max_rss_mb=.. shutdown_ms=..`: the time each span took to create and end
-//! on the application thread, and the pipeline's exact accounting.
+//! p99_us=.. max_us=.. max_rss_mb=.. shutdown_ms=.. cpu_ms=.. seconds=..`: the time each span took
+//! to create and end on the application thread, the pipeline's exact accounting, and the process's
+//! CPU time (every thread, user + system, shutdown included) — `scripts/export-ladder` divides its
+//! growth over a base rung by the spans exported. A rate of `0` sends as fast as one thread can.
 
 use std::time::{Duration, Instant};
 
@@ -20,8 +22,11 @@ fn main() {
         .skip(1)
         .filter_map(|a| a.parse().ok())
         .collect();
-    let rate = args.first().copied().unwrap_or(10_000).max(1);
+    let rate = args.first().copied().unwrap_or(10_000);
+    let unthrottled = rate == 0;
+    let rate = if unthrottled { 1_000_000 } else { rate };
     let seconds = args.get(1).copied().unwrap_or(10).max(1);
+    let cpu_start = cpu_time::ProcessTime::now();
     let telemetry = lookout::init().expect("init");
 
     let per_tick = (rate / 1000).max(1);
@@ -49,7 +54,9 @@ fn main() {
             n += 1;
         }
         next += tick;
-        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+        if unthrottled {
+            next = Instant::now();
+        } else if let Some(wait) = next.checked_duration_since(Instant::now()) {
             std::thread::sleep(wait);
         }
         if start.elapsed() >= Duration::from_secs(second) {
@@ -63,6 +70,7 @@ fn main() {
             second += 1;
         }
     }
+    let sending = start.elapsed().as_secs_f64();
     let shutdown = Instant::now();
     let report = match telemetry.blocking_shutdown() {
         Ok(r) => r,
@@ -79,7 +87,7 @@ fn main() {
             / 1000.0
     };
     println!(
-        "SUMMARY created={n} exported={} failed={} dropped={} unaccounted={} p50_us={:.1} p99_us={:.1} max_us={:.1} max_rss_mb={max_rss:.1} shutdown_ms={shutdown_ms} lost={}",
+        "SUMMARY created={n} exported={} failed={} dropped={} unaccounted={} p50_us={:.1} p99_us={:.1} max_us={:.1} max_rss_mb={max_rss:.1} shutdown_ms={shutdown_ms} lost={} cpu_ms={:.0} seconds={sending:.2}",
         s.exported,
         s.failed,
         s.dropped,
@@ -88,5 +96,6 @@ fn main() {
         pct(0.99),
         pct(1.0),
         report.traces.lost,
+        cpu_start.elapsed().as_secs_f64() * 1000.0,
     );
 }

@@ -1,9 +1,11 @@
 //! OTLP over gRPC: tonic's client with opentelemetry-proto's messages.
 
 use std::error::Error as _;
+use std::marker::PhantomData;
 use std::time::Duration;
 
-use tonic::codec::CompressionEncoding;
+use bytes::{BufMut as _, Bytes};
+use tonic::codec::{Codec, CompressionEncoding, EncodeBuf, Encoder};
 use tonic::metadata::MetadataMap;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -43,9 +45,10 @@ impl Grpc {
         })
     }
 
+    /// Sends `body`, a request already encoded as protobuf (encoded once for every attempt).
     pub(super) async fn attempt<M: Message>(
         &self,
-        request: M,
+        body: Bytes,
         left: Duration,
     ) -> Attempt<M::Response> {
         let mut client = tonic::client::Grpc::new(self.channel.clone())
@@ -62,19 +65,49 @@ impl Grpc {
                 retry: Some(None),
             };
         }
-        let mut request = tonic::Request::new(request);
+        let mut request = tonic::Request::new(body);
         *request.metadata_mut() = self.metadata.clone();
         if left < Duration::from_secs(365 * 24 * 3600) {
             request.set_timeout(left);
         }
         let path = http::uri::PathAndQuery::from_static(M::GRPC_PATH);
         match client
-            .unary(request, path, tonic_prost::ProstCodec::default())
+            .unary(request, path, Encoded::<M::Response>(PhantomData))
             .await
         {
             Ok(response) => Attempt::Delivered(response.into_inner()),
             Err(status) => classify(&status, left),
         }
+    }
+}
+
+/// A codec whose requests are protobuf bytes already, and whose answers are decoded by prost.
+struct Encoded<R>(PhantomData<R>);
+
+impl<R: prost::Message + Default + Send + 'static> Codec for Encoded<R> {
+    type Encode = Bytes;
+    type Decode = R;
+    type Encoder = Written;
+    type Decoder = tonic_prost::ProstDecoder<R>;
+
+    fn encoder(&mut self) -> Written {
+        Written
+    }
+    fn decoder(&mut self) -> Self::Decoder {
+        tonic_prost::ProstDecoder::default()
+    }
+}
+
+/// Copies a request's bytes into tonic's buffer.
+struct Written;
+
+impl Encoder for Written {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
     }
 }
 

@@ -40,6 +40,11 @@ impl Http {
         })
     }
 
+    /// Whether bodies are JSON (`http/json`) rather than protobuf.
+    pub(super) fn json(&self) -> bool {
+        self.json
+    }
+
     /// The request body, encoded (and compressed) once for all attempts.
     pub(super) fn body<M: Message>(&self, request: &M) -> Result<Bytes, Failure> {
         let body = if self.json {
@@ -48,11 +53,19 @@ impl Http {
         } else {
             request.encode_to_vec()
         };
+        self.compress(body.into())
+    }
+
+    /// `body` compressed when gzip is configured.
+    pub(super) fn compress(&self, body: Bytes) -> Result<Bytes, Failure> {
         if !self.gzip {
-            return Ok(body.into());
+            return Ok(body);
         }
         use std::io::Write as _;
-        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        let mut encoder = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4),
+            flate2::Compression::fast(),
+        );
         encoder
             .write_all(&body)
             .and_then(|()| encoder.finish())

@@ -19,6 +19,7 @@
 mod grpc;
 #[cfg(feature = "http")]
 mod http;
+mod encode;
 mod split;
 
 use std::fmt;
@@ -186,25 +187,99 @@ impl Client {
         self
     }
 
+    /// Whether requests go out as protobuf (gRPC, `http/protobuf`), which spans are encoded
+    /// into directly ([`encode`]); `http/json` takes opentelemetry-proto's messages.
+    fn protobuf(&self) -> bool {
+        match &self.transport {
+            #[cfg(feature = "http")]
+            Transport::Http(http) => !http.json(),
+            #[allow(unreachable_patterns)]
+            _ => true,
+        }
+    }
+
     /// Sends `request` as parts under the size limit, one after another within one export
     /// timeout, and counts each part's items as exported, rejected or failed.
     async fn deliver<M: Message>(&self, mut request: M) -> OTelSdkResult {
         let started = Instant::now();
         request.redact(&self.redaction);
+        let split = request.split(self.max_request_bytes);
+        let mut parts = Vec::with_capacity(split.parts.len());
+        for (part, items) in split.parts {
+            match self.body(&part) {
+                Ok(body) => parts.push((body, items)),
+                Err(failure) => {
+                    self.settle_failed(items, &failure);
+                    return Err(OTelSdkError::InternalFailure(failure.to_string()));
+                }
+            }
+        }
+        self.deliver_parts::<M>(started, parts, split.cut).await
+    }
+
+    /// Encodes `batch` straight to protobuf ([`encode`]) and sends it.
+    async fn deliver_spans(
+        &self,
+        batch: Vec<SpanData>,
+        resource: &encode::EncodedResource,
+    ) -> OTelSdkResult {
+        let started = Instant::now();
+        let encoded = encode::spans(&batch, resource, &self.redaction, self.max_request_bytes);
+        drop(batch);
+        let mut parts = Vec::with_capacity(encoded.parts.len());
+        for (part, items) in encoded.parts {
+            match self.compressed(part) {
+                Ok(body) => parts.push((body, items)),
+                Err(failure) => {
+                    self.settle_failed(items, &failure);
+                    return Err(OTelSdkError::InternalFailure(failure.to_string()));
+                }
+            }
+        }
+        self.deliver_parts::<ExportTraceServiceRequest>(started, parts, encoded.cut)
+            .await
+    }
+
+    /// A part's body as the transport sends it: JSON or protobuf, compressed for HTTP when asked
+    /// (tonic compresses gRPC messages itself).
+    fn body<M: Message>(&self, part: &M) -> Result<bytes::Bytes, Failure> {
+        match &self.transport {
+            #[cfg(feature = "http")]
+            Transport::Http(http) => http.body(part),
+            #[allow(unreachable_patterns)]
+            _ => Ok(part.encode_to_vec().into()),
+        }
+    }
+
+    /// Protobuf bytes as the transport sends them.
+    fn compressed(&self, protobuf: bytes::Bytes) -> Result<bytes::Bytes, Failure> {
+        match &self.transport {
+            #[cfg(feature = "http")]
+            Transport::Http(http) => http.compress(protobuf),
+            #[allow(unreachable_patterns)]
+            _ => Ok(protobuf),
+        }
+    }
+
+    async fn deliver_parts<M: Message>(
+        &self,
+        started: Instant,
+        parts: Vec<(bytes::Bytes, u64)>,
+        cut: u64,
+    ) -> OTelSdkResult {
         let limit = self
             .runtime
             .effective_timeout(self.timeout)
             .unwrap_or(Duration::MAX);
         let deadline = started.checked_add(limit);
-        let split = request.split(self.max_request_bytes);
-        if split.cut > 0 {
-            self.say_cut(split.cut);
+        if cut > 0 {
+            self.say_cut(cut);
         }
         let mut first_error = None;
-        for (part, items) in split.parts {
+        for (body, items) in parts {
             let in_flight = &COUNTERS.signal(self.signal).in_flight;
             in_flight.fetch_add(items, Relaxed);
-            let outcome = self.send(part, deadline, limit).await;
+            let outcome = self.send::<M>(body, deadline, limit).await;
             in_flight.fetch_sub(items, Relaxed);
             match outcome {
                 Ok(response) => {
@@ -227,16 +302,10 @@ impl Client {
     /// One request, with its retries.
     async fn send<M: Message>(
         &self,
-        request: M,
+        body: bytes::Bytes,
         deadline: Option<Instant>,
         limit: Duration,
     ) -> Result<M::Response, Failure> {
-        let body = match &self.transport {
-            #[cfg(feature = "http")]
-            Transport::Http(http) => Some(http.body(&request)?),
-            #[allow(unreachable_patterns)]
-            _ => None,
-        };
         let mut backoff = FIRST_BACKOFF;
         let mut retries = 0;
         loop {
@@ -246,7 +315,7 @@ impl Client {
             if left.is_zero() {
                 return Err(Failure::Timeout(limit));
             }
-            let attempt = self.attempt(&request, body.as_ref(), left);
+            let attempt = self.attempt::<M>(body.clone(), left);
             let attempt = match tokio::time::timeout(left, self.watch_slow(attempt, limit)).await {
                 Ok(attempt) => attempt,
                 Err(_) => return Err(Failure::Timeout(limit)),
@@ -281,29 +350,12 @@ impl Client {
         }
     }
 
-    async fn attempt<M: Message>(
-        &self,
-        request: &M,
-        body: Option<&bytes::Bytes>,
-        left: Duration,
-    ) -> Attempt<M::Response> {
+    async fn attempt<M: Message>(&self, body: bytes::Bytes, left: Duration) -> Attempt<M::Response> {
         match &self.transport {
             #[cfg(feature = "grpc")]
-            Transport::Grpc(grpc) => {
-                let _ = body;
-                grpc.attempt(request.clone(), left).await
-            }
+            Transport::Grpc(grpc) => grpc.attempt::<M>(body, left).await,
             #[cfg(feature = "http")]
-            Transport::Http(http) => {
-                let _ = request;
-                match body {
-                    Some(body) => http.attempt::<M>(body.clone(), left).await,
-                    None => Attempt::Failed {
-                        failure: Failure::Rejected("no request body".to_owned()),
-                        retry: None,
-                    },
-                }
-            }
+            Transport::Http(http) => http.attempt::<M>(body, left).await,
         }
     }
 
@@ -457,13 +509,17 @@ fn jitter(max: Duration) -> Duration {
 pub(crate) struct OtlpExporter {
     client: Arc<Client>,
     resource: Resource,
+    /// The resource as spans are encoded with it.
+    encoded_resource: Arc<encode::EncodedResource>,
 }
 
 impl OtlpExporter {
     pub(crate) fn new(client: Client) -> Self {
+        let resource = Resource::builder_empty().build();
         Self {
             client: Arc::new(client),
-            resource: Resource::builder_empty().build(),
+            encoded_resource: Arc::new(encode::EncodedResource::new(&resource)),
+            resource,
         }
     }
 
@@ -472,22 +528,25 @@ impl OtlpExporter {
     /// next batch: a collector that answers late no longer stalls the queue. The client counts
     /// every outcome itself (exported, rejected, failed), so nothing is lost to the accounting;
     /// flush and shutdown wait for what is in flight.
-    fn deliver<M: Message + 'static>(
+    fn deliver<F>(
         &self,
-        request: M,
-    ) -> impl Future<Output = OTelSdkResult> + Send + use<M> {
+        send: impl FnOnce(Arc<Client>) -> F + Send + 'static,
+    ) -> impl Future<Output = OTelSdkResult> + Send + 'static
+    where
+        F: Future<Output = OTelSdkResult> + Send + 'static,
+    {
         let client = self.client.clone();
         let flight = self.client.runtime.flight(self.client.signal);
         self.client.runtime.enter(async move {
             if flight.max <= 1 {
-                return client.deliver(request).await;
+                return send(client).await;
             }
             let Some(place) = flight.place().await else {
-                return client.deliver(request).await;
+                return send(client).await;
             };
             let runtime = client.runtime.clone();
             runtime.spawn(async move {
-                let _ = client.deliver(request).await;
+                let _ = send(client).await;
                 drop(place);
                 flight.done();
             });
@@ -498,12 +557,23 @@ impl OtlpExporter {
 
 impl SpanExporter for OtlpExporter {
     fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
-        let resource = ResourceAttributesWithSchema::from(&self.resource);
-        self.deliver(ExportTraceServiceRequest {
-            resource_spans:
-                opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope(
-                    batch, &resource,
-                ),
+        let spans = if self.client.protobuf() {
+            // Encoded in the background task, off the batch worker.
+            Ok((batch, self.encoded_resource.clone()))
+        } else {
+            let resource = ResourceAttributesWithSchema::from(&self.resource);
+            Err(ExportTraceServiceRequest {
+                resource_spans:
+                    opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope(
+                        batch, &resource,
+                    ),
+            })
+        };
+        self.deliver(move |client: Arc<Client>| async move {
+            match spans {
+                Ok((batch, resource)) => client.deliver_spans(batch, &resource).await,
+                Err(request) => client.deliver(request).await,
+            }
         })
     }
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
@@ -511,18 +581,20 @@ impl SpanExporter for OtlpExporter {
     }
     fn set_resource(&mut self, resource: &Resource) {
         self.resource = resource.clone();
+        self.encoded_resource = Arc::new(encode::EncodedResource::new(resource));
     }
 }
 
 impl LogExporter for OtlpExporter {
     fn export(&self, batch: LogBatch<'_>) -> impl Future<Output = OTelSdkResult> + Send {
         let resource = ResourceAttributesWithSchema::from(&self.resource);
-        self.deliver(ExportLogsServiceRequest {
+        let request = ExportLogsServiceRequest {
             resource_logs:
                 opentelemetry_proto::transform::logs::tonic::group_logs_by_resource_and_scope(
                     &batch, &resource,
                 ),
-        })
+        };
+        self.deliver(move |client: Arc<Client>| async move { client.deliver(request).await })
     }
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
         Ok(())
