@@ -3,7 +3,7 @@
 //! [`dedup_keep_last`] then keeps only the integer.
 
 use opentelemetry::trace::TraceContextExt;
-use opentelemetry::{Key, KeyValue};
+use opentelemetry::KeyValue;
 use tracing::Subscriber;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -58,23 +58,22 @@ where
 
 /// Removes earlier attributes whose key appears again later, keeping the last value.
 pub(crate) fn dedup_keep_last(attributes: &mut Vec<KeyValue>) {
-    let has_duplicate = attributes
-        .iter()
-        .enumerate()
-        .any(|(i, kv)| attributes[i + 1..].iter().any(|later| later.key == kv.key));
-    if !has_duplicate {
+    // In place, without allocating unless a key is repeated (the u64 fix's keys, few).
+    fn replaced(attributes: &[KeyValue], i: usize) -> bool {
+        let key = attributes[i].key.as_str();
+        attributes[i + 1..].iter().any(|later| later.key.as_str() == key)
+    }
+    let Some(first) = (0..attributes.len()).find(|&i| replaced(attributes, i)) else {
         return;
-    }
-    let mut seen: Vec<Key> = Vec::with_capacity(attributes.len());
-    let mut kept: Vec<KeyValue> = Vec::with_capacity(attributes.len());
-    for kv in attributes.drain(..).rev() {
-        if !seen.contains(&kv.key) {
-            seen.push(kv.key.clone());
-            kept.push(kv);
-        }
-    }
-    kept.reverse();
-    *attributes = kept;
+    };
+    let drop: Vec<bool> = (0..attributes.len())
+        .map(|i| i >= first && replaced(attributes, i))
+        .collect();
+    let mut i = 0;
+    attributes.retain(|_| {
+        i += 1;
+        !drop[i - 1]
+    });
 }
 
 #[cfg(test)]
@@ -93,5 +92,28 @@ mod tests {
             attrs,
             vec![KeyValue::new("b", true), KeyValue::new("a", 1_i64)]
         );
+    }
+
+    #[test]
+    fn several_repeated_keys_and_none() {
+        let mut attrs = vec![
+            KeyValue::new("a", "1"),
+            KeyValue::new("b", "2"),
+            KeyValue::new("a", 1_i64),
+            KeyValue::new("c", "3"),
+            KeyValue::new("b", 2_i64),
+        ];
+        dedup_keep_last(&mut attrs);
+        assert_eq!(
+            attrs,
+            vec![
+                KeyValue::new("a", 1_i64),
+                KeyValue::new("c", "3"),
+                KeyValue::new("b", 2_i64)
+            ]
+        );
+        let mut unique = vec![KeyValue::new("x", 1_i64), KeyValue::new("y", 2_i64)];
+        dedup_keep_last(&mut unique);
+        assert_eq!(unique.len(), 2);
     }
 }
