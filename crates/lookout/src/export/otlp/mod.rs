@@ -11,9 +11,11 @@
 //! - a batch goes out as one request whatever its size, so one span with a 60 kB attribute made
 //!   each batch exceed the collector's 4 MiB limit and every span in it was lost.
 //!
-//! The messages and their conversion from SDK data are opentelemetry-proto's; the transports are
-//! tonic and reqwest. What is lookout's own is small: the retry loop, the classification of
-//! failures, and the split of a request into parts under the size limit ([`split`]).
+//! The messages and their conversion from SDK data are opentelemetry-proto's, except for spans
+//! sent as protobuf, which are written straight from the SDK's data ([`encode`], which says why);
+//! the transports are tonic and reqwest. What is lookout's own is small: the retry loop, the
+//! classification of failures, the split of a request into parts under the size limit
+//! ([`split`]), and the span encoder.
 
 #[cfg(feature = "grpc")]
 mod grpc;
@@ -204,16 +206,11 @@ impl Client {
         let started = Instant::now();
         request.redact(&self.redaction);
         let split = request.split(self.max_request_bytes);
-        let mut parts = Vec::with_capacity(split.parts.len());
-        for (part, items) in split.parts {
-            match self.body(&part) {
-                Ok(body) => parts.push((body, items)),
-                Err(failure) => {
-                    self.settle_failed(items, &failure);
-                    return Err(OTelSdkError::InternalFailure(failure.to_string()));
-                }
-            }
-        }
+        let parts = split
+            .parts
+            .into_iter()
+            .map(|(part, items)| (self.body(&part), items))
+            .collect();
         self.deliver_parts::<M>(started, parts, split.cut).await
     }
 
@@ -226,16 +223,11 @@ impl Client {
         let started = Instant::now();
         let encoded = encode::spans(&batch, resource, &self.redaction, self.max_request_bytes);
         drop(batch);
-        let mut parts = Vec::with_capacity(encoded.parts.len());
-        for (part, items) in encoded.parts {
-            match self.compressed(part) {
-                Ok(body) => parts.push((body, items)),
-                Err(failure) => {
-                    self.settle_failed(items, &failure);
-                    return Err(OTelSdkError::InternalFailure(failure.to_string()));
-                }
-            }
-        }
+        let parts = encoded
+            .parts
+            .into_iter()
+            .map(|(part, items)| (self.compressed(part), items))
+            .collect();
         self.deliver_parts::<ExportTraceServiceRequest>(started, parts, encoded.cut)
             .await
     }
@@ -261,10 +253,12 @@ impl Client {
         }
     }
 
+    /// Sends each part's body in turn; a part whose body could not be made (JSON, gzip) is
+    /// counted as failed, and the others still go.
     async fn deliver_parts<M: Message>(
         &self,
         started: Instant,
-        parts: Vec<(bytes::Bytes, u64)>,
+        parts: Vec<(Result<bytes::Bytes, Failure>, u64)>,
         cut: u64,
     ) -> OTelSdkResult {
         let limit = self
@@ -277,6 +271,14 @@ impl Client {
         }
         let mut first_error = None;
         for (body, items) in parts {
+            let body = match body {
+                Ok(body) => body,
+                Err(failure) => {
+                    self.settle_failed(items, &failure);
+                    first_error.get_or_insert(failure);
+                    continue;
+                }
+            };
             let in_flight = &COUNTERS.signal(self.signal).in_flight;
             in_flight.fetch_add(items, Relaxed);
             let outcome = self.send::<M>(body, deadline, limit).await;
