@@ -21,59 +21,6 @@ use crate::error::{InitError, ShutdownError};
 use crate::export::{self, Providers};
 use crate::stats::COUNTERS;
 
-/// Targets that must never feed the export pipeline: the exporters' own transport crates and
-/// lookout's export diagnostics. Otherwise an export would produce telemetry that is exported...
-const INTERNAL_TARGETS: &[&str] = &[
-    "h2",
-    "hyper",
-    "hyper_util",
-    "tonic",
-    "tower",
-    "reqwest",
-    "rustls",
-    "tokio_rustls",
-    "opentelemetry",
-    "opentelemetry_sdk",
-    "opentelemetry_otlp",
-    "opentelemetry_http",
-    "lookout::export",
-];
-
-fn is_internal(target: &str) -> bool {
-    INTERNAL_TARGETS.iter().any(|t| {
-        target
-            .strip_prefix(t)
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
-    })
-}
-
-/// Keeps [`INTERNAL_TARGETS`] out of the export layers. Decided once per callsite (cached by
-/// tracing), unlike `filter_fn`; the per-layer filter bookkeeping still costs ~0.1 µs a span
-/// (BENCHMARKS.md), which is why the export layers share this one filter.
-#[derive(Debug, Clone, Copy)]
-struct NotInternal;
-
-impl<S> tracing_subscriber::layer::Filter<S> for NotInternal {
-    fn enabled(
-        &self,
-        meta: &tracing::Metadata<'_>,
-        _: &tracing_subscriber::layer::Context<'_, S>,
-    ) -> bool {
-        !is_internal(meta.target())
-    }
-
-    fn callsite_enabled(
-        &self,
-        meta: &'static tracing::Metadata<'static>,
-    ) -> tracing_core::Interest {
-        if is_internal(meta.target()) {
-            tracing_core::Interest::never()
-        } else {
-            tracing_core::Interest::always()
-        }
-    }
-}
-
 /// Configures and starts telemetry. Every setting has an environment twin (see the crate docs);
 /// a setting made here wins over the environment.
 #[derive(Debug, Default)]
@@ -527,8 +474,9 @@ impl Started {
         crate::console::layer(self.console.0, self.console.1)
     }
 
-    /// The span and log export, behind [`NotInternal`]. The export layers share one filter:
-    /// per-layer filters cost bookkeeping on every span.
+    /// The span and log export. No per-layer filter: one costs a registry lookup in every span
+    /// callback (BENCHMARKS.md). What the exporters' own transport does is kept out of the export
+    /// where it happens, on the exporting threads (`export::runtime::on_export_thread`).
     fn export<S>(&self) -> impl Layer<S> + Send + Sync + 'static + use<S>
     where
         S: tracing::Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
@@ -540,12 +488,16 @@ impl Started {
                 .with_threads(self.span_threads)
                 .with_tracked_inactivity(self.span_busy_idle)
         });
-        let u64_fix = span_layer.is_some().then_some(crate::u64_fields::U64Fields);
+        // The u64 fix around the span layer (see `u64_fields`): its values kept before, the
+        // hand-over cleared after.
+        let u64_keep = span_layer.is_some().then_some(crate::u64_fields::U64Fields);
+        let u64_done = span_layer.is_some().then_some(crate::u64_fields::U64FieldsDone);
         let log_layer = self
             .logger
             .as_ref()
             .map(opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge::new);
-        Layer::and_then(Layer::and_then(span_layer, u64_fix), log_layer).with_filter(NotInternal)
+        let spans = Layer::and_then(Layer::and_then(u64_keep, span_layer), u64_done);
+        Layer::and_then(spans, log_layer)
     }
 }
 
@@ -763,6 +715,8 @@ impl Inner {
                 let spawned = std::thread::Builder::new()
                     .name(format!("lookout-shutdown-{name}"))
                     .spawn(move || {
+                        // The last exports' transport, as on the export threads.
+                        let _suppressed = opentelemetry::Context::enter_telemetry_suppressed_scope();
                         work();
                         let _ = done.send(());
                     });
@@ -913,19 +867,4 @@ impl fmt::Display for ShutdownReport {
 /// Starts telemetry from the environment alone; see [`TelemetryBuilder`] for settings in code.
 pub fn init() -> Result<Telemetry, InitError> {
     Telemetry::builder().init()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn transport_crates_are_internal_but_lookalikes_are_not() {
-        assert!(is_internal("h2::codec"));
-        assert!(is_internal("hyper"));
-        assert!(is_internal("lookout::export"));
-        assert!(!is_internal("tower_http::trace::on_response"));
-        assert!(!is_internal("hyperion"));
-        assert!(!is_internal("lookout::config"));
-    }
 }

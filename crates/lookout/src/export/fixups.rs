@@ -1,6 +1,6 @@
 //! What the batch worker does to a batch of spans before it is exported, off the application
 //! thread: the attribute value length limit, which the SDK does not apply
-//! (`OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`), the u64 fix's duplicate keys removed, and the batch taken
+//! (`OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT`), keys set twice (a field recorded again) kept once, and the batch taken
 //! off lookout's count of the export queue.
 
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use super::queue::Queue;
 
 /// Fixes a batch of spans on the batch worker, off the application thread: keeps the last value
-/// of a key set twice (the u64 fix) and applies the attribute value length limit, which the SDK
+/// of a key set twice (a field recorded again) and applies the attribute value length limit, which the SDK
 /// does not.
 /// Also takes the batch off lookout's count of the export queue.
 #[derive(Debug)]

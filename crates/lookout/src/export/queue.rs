@@ -151,15 +151,23 @@ impl<P> SpanIntake<P> {
 
 impl<P: SpanProcessor> SpanProcessor for SpanIntake<P> {
     fn on_start(&self, span: &mut Span, cx: &Context) {
+        if super::runtime::on_export_thread() {
+            return;
+        }
         crate::view::RUNNING.started(span);
         self.inner.on_start(span, cx);
     }
 
-    fn on_end(&self, span: SpanData) {
+    fn on_end(&self, mut span: SpanData) {
+        // The exporters' own transport (see `on_export_thread`): never fed back into the export.
+        if super::runtime::on_export_thread() {
+            return;
+        }
         crate::view::RUNNING.ended(span.span_context.span_id());
         if !span.span_context.is_sampled() {
             return;
         }
+        crate::u64_fields::apply_closing(&mut span.attributes);
         COUNTERS
             .signal(Signal::Traces)
             .accepted
@@ -205,6 +213,11 @@ impl<P> LogIntake<P> {
 
 impl<P: LogProcessor> LogProcessor for LogIntake<P> {
     fn emit(&self, data: &mut SdkLogRecord, instrumentation: &InstrumentationScope) {
+        // The exporters' own transport and lookout's export diagnostics (see
+        // `on_export_thread`): shown on the console, never fed back into the export.
+        if super::runtime::on_export_thread() {
+            return;
+        }
         COUNTERS.signal(Signal::Logs).accepted.fetch_add(1, Relaxed);
         if self.queue.enter() {
             self.inner.emit(data, instrumentation);

@@ -107,6 +107,34 @@ impl InFlight {
     }
 }
 
+thread_local! {
+    /// Held for the life of each of lookout's export threads.
+    static SUPPRESSED: std::cell::RefCell<Option<opentelemetry::ContextGuard>> =
+        const { std::cell::RefCell::new(None) };
+    /// Whether this thread is exporting: one of lookout's export threads, or an SDK worker while
+    /// it runs an export ([`InRuntime`]).
+    static EXPORTING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is exporting. Spans that end and log records emitted there are the
+/// transport's (tonic, h2, hyper, reqwest, rustls, lookout's export diagnostics) and are not taken
+/// into the pipeline (`SpanIntake`, `LogIntake`): suppression alone does not cover a span with an
+/// explicit `parent: None`, which tracing-opentelemetry starts from an empty context, nor the
+/// records inside it.
+pub(crate) fn on_export_thread() -> bool {
+    EXPORTING.try_with(std::cell::Cell::get).unwrap_or(false)
+}
+
+/// Suppresses telemetry on this thread until it ends (or [`SUPPRESSED`] is emptied), and marks it
+/// as exporting.
+pub(crate) fn suppress_telemetry() {
+    let _ = EXPORTING.try_with(|e| e.set(true));
+    let _ = SUPPRESSED.try_with(|s| {
+        s.borrow_mut()
+            .get_or_insert_with(opentelemetry::Context::enter_telemetry_suppressed_scope);
+    });
+}
+
 impl ExportRuntime {
     pub(crate) fn start(
         view: Option<std::sync::Arc<crate::view::Store>>,
@@ -115,6 +143,14 @@ impl ExportRuntime {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("lookout-export")
+            // What the transport does here (tonic, h2, hyper, reqwest, rustls, lookout's own
+            // diagnostics) must never become exported telemetry, or each export would feed the
+            // next: the SDK's tracer and logger drop what a suppressed context makes (as its own
+            // batch workers do). Test: the_export_does_not_feed_itself.
+            .on_thread_start(suppress_telemetry)
+            .on_thread_stop(|| {
+                let _ = SUPPRESSED.try_with(|s| s.borrow_mut().take());
+            })
             .enable_all()
             .build()?;
         let handle = runtime.handle().clone();
@@ -245,6 +281,11 @@ impl Future for InRuntime<'_> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<OTelSdkResult> {
         let this = &mut *self;
         let _entered = this.handle.enter();
-        this.future.as_mut().poll(cx)
+        // The export runs here for this poll (an SDK worker's thread): what its transport does
+        // is not telemetry of the program.
+        let was = EXPORTING.try_with(|e| e.replace(true)).unwrap_or(true);
+        let poll = this.future.as_mut().poll(cx);
+        let _ = EXPORTING.try_with(|e| e.set(was));
+        poll
     }
 }

@@ -119,18 +119,26 @@ pub fn poisoned() -> Option<String> {
     POISONED.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
+/// The cause when a collection finds the pipeline poisoned by a panic it did not see.
+const PANICKED_EARLIER: &str = "a metric callback panicked earlier";
+
 /// Records the poisoning once (WARN, stats) and builds the error every collection returns.
 fn poison(cause: &str) -> opentelemetry_sdk::error::OTelSdkError {
     let mut slot = POISONED.lock().unwrap_or_else(|e| e.into_inner());
-    let why = slot.get_or_insert_with(|| {
-        format!(
+    // Two collections can race (the local view samples on a thread of its own): the one that
+    // met the panic names it, and wins over the one that only found the pipeline poisoned.
+    let replace = slot
+        .as_deref()
+        .is_none_or(|old| old.starts_with(PANICKED_EARLIER) && cause != PANICKED_EARLIER);
+    if replace {
+        *slot = Some(format!(
             "{cause}; the OpenTelemetry SDK's metric pipeline is poisoned and collects nothing \
              more: no metric will be exported or scraped until the process restarts. Register \
              observable callbacks through lookout's global meter or lookout::metrics::contained \
              to keep a panic in one from taking all metrics down"
-        )
-    });
-    let message = why.clone();
+        ));
+    }
+    let message = slot.clone().unwrap_or_default();
     drop(slot);
     if crate::stats::COUNTERS.record_export(
         crate::config::Signal::Metrics,
@@ -259,7 +267,7 @@ impl Metrics {
                 // The SDK's words for a lock poisoned by an earlier panic (in this collection's
                 // callbacks, or in the periodic exporter's thread).
                 if e.to_string().contains("Failed to lock pipeline") {
-                    return Err(poison("a metric callback panicked earlier"));
+                    return Err(poison(PANICKED_EARLIER));
                 }
                 return Err(e);
             }
