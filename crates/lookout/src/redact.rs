@@ -216,34 +216,25 @@ impl Redaction {
             let Some(value) = kv.value.as_mut() else {
                 continue;
             };
-            if !self.key_allowed(&kv.key) || self.key_is_secret(&kv.key) {
+            if self.hides_key(&kv.key) {
                 if !is_redacted(value) {
                     *value = redacted();
                     REDACTED_COUNT.fetch_add(1, Relaxed);
                 }
                 continue;
             }
-            match kv.key.as_str() {
-                URL_FULL | URL_QUERY => {
-                    if kv.key == URL_FULL {
-                        self.string(value, redact_url);
-                    } else {
-                        self.string(value, redact_query);
+            match value.value.as_mut() {
+                Some(Value::StringValue(s)) => {
+                    let mut count = 0;
+                    if let Some(new) = self.string_value(&kv.key, s, &mut count) {
+                        *s = new;
+                        REDACTED_COUNT.fetch_add(count, Relaxed);
                     }
-                    // A URL's user info is not an e-mail address: the other scanners only.
-                    self.string(value, |s| redact_text(s, false));
                 }
+                // `url.full` and `url.query` are scanned as strings only.
+                _ if !self.scans_arrays_of(&kv.key) => {}
                 _ => self.value(value),
             }
-        }
-    }
-
-    fn string(&self, value: &mut AnyValue, f: impl Fn(&str) -> Option<String>) {
-        if let Some(Value::StringValue(s)) = value.value.as_mut()
-            && let Some(new) = f(s)
-        {
-            *s = new;
-            REDACTED_COUNT.fetch_add(1, Relaxed);
         }
     }
 

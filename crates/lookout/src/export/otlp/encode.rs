@@ -101,6 +101,11 @@ pub(crate) fn spans(
         scope_spans: None,
     };
     let mut scratch = Vec::with_capacity(512);
+    let mut redactor = Redactor {
+        rules: redaction,
+        count: 0,
+        keys: Vec::new(),
+    };
     let mut redacted = 0;
     for (scope, spans) in groups {
         let scope_message = scope_message(scope);
@@ -108,11 +113,11 @@ pub(crate) fn spans(
         out.begin_scope(&scope_message, scope_schema);
         for span in spans {
             scratch.clear();
-            let mut count = 0;
-            write_span(&mut scratch, span, redaction, &mut count);
+            redactor.count = 0;
+            write_span(&mut scratch, span, &mut redactor);
             if out.fits_alone(scratch.len(), scope_message.len(), scope_schema) {
                 out.push_span(&scratch, &scope_message, scope_schema);
-                redacted += count;
+                redacted += redactor.count;
             } else {
                 out.oversized(span, redaction);
                 out.begin_scope(&scope_message, scope_schema);
@@ -253,9 +258,35 @@ fn scope_message(scope: &InstrumentationScope) -> Vec<u8> {
     m
 }
 
+/// Redaction while a batch is written: the rules, the values redacted in the span being written,
+/// and the keys judged so far.
+struct Redactor<'a> {
+    rules: &'a Redaction,
+    count: u64,
+    /// Keys judged in this batch, by address and length: a batch's keys are mostly the same few
+    /// `&'static str` field names, and every key of the batch lives until it is written, so an
+    /// address is not reused for another key meanwhile. Saves the shared key cache's lock and
+    /// hash for each attribute.
+    keys: Vec<(usize, usize, bool)>,
+}
+
+impl Redactor<'_> {
+    fn hides(&mut self, key: &str) -> bool {
+        let id = (key.as_ptr() as usize, key.len());
+        if let Some(&(_, _, hidden)) = self.keys.iter().find(|(p, l, _)| (*p, *l) == id) {
+            return hidden;
+        }
+        let hidden = self.rules.hides_key(key);
+        if self.keys.len() < 64 {
+            self.keys.push((id.0, id.1, hidden));
+        }
+        hidden
+    }
+}
+
 /// One span (the `Span` message's bytes), redacted as [`Redaction::attributes`] and the span
-/// request's redaction do; each redacted value adds one to `count`.
-fn write_span(buf: &mut Vec<u8>, span: &SpanData, r: &Redaction, count: &mut u64) {
+/// request's redaction do; each redacted value adds one to `red.count`.
+fn write_span(buf: &mut Vec<u8>, span: &SpanData, red: &mut Redactor<'_>) {
     let cx = &span.span_context;
     bytes_always(buf, 1, &cx.trace_id().to_bytes());
     bytes_always(buf, 2, &cx.span_id().to_bytes());
@@ -268,16 +299,16 @@ fn write_span(buf: &mut Vec<u8>, span: &SpanData, r: &Redaction, count: &mut u64
     fixed64(buf, 7, nanos(span.start_time));
     fixed64(buf, 8, nanos(span.end_time));
     for kv in &span.attributes {
-        attribute(buf, 9, kv, r, count);
+        attribute(buf, 9, kv, red);
     }
     varint(buf, 10, u64::from(span.dropped_attributes_count));
     for event in span.events.iter() {
         let at = open(buf, 11);
         fixed64(buf, 1, nanos(event.timestamp));
         // tracing-opentelemetry names an event after its message.
-        string(buf, 2, &text(r, &event.name, count));
+        string(buf, 2, &text(red, &event.name));
         for kv in &event.attributes {
-            attribute(buf, 3, kv, r, count);
+            attribute(buf, 3, kv, red);
         }
         varint(buf, 4, u64::from(event.dropped_attributes_count));
         close(buf, at);
@@ -290,7 +321,7 @@ fn write_span(buf: &mut Vec<u8>, span: &SpanData, r: &Redaction, count: &mut u64
         bytes_always(buf, 2, &lcx.span_id().to_bytes());
         string(buf, 3, &lcx.trace_state().header());
         for kv in &link.attributes {
-            attribute(buf, 4, kv, r, count);
+            attribute(buf, 4, kv, red);
         }
         varint(buf, 5, u64::from(link.dropped_attributes_count));
         fixed32(buf, 6, flags(lcx, lcx.is_remote()));
@@ -303,14 +334,16 @@ fn write_span(buf: &mut Vec<u8>, span: &SpanData, r: &Redaction, count: &mut u64
         Status::Ok => (1, ""),
         Status::Error { description } => (2, description.as_ref()),
     };
-    string(buf, 2, &text(r, message, count));
+    string(buf, 2, &text(red, message));
     varint(buf, 3, code);
     close(buf, at);
     fixed32(buf, 16, flags(cx, span.parent_span_is_remote));
 }
 
-fn text<'a>(r: &Redaction, s: &'a str, count: &mut u64) -> Cow<'a, str> {
-    r.free_text(s, count).map_or(Cow::Borrowed(s), Cow::Owned)
+fn text<'a>(red: &mut Redactor<'_>, s: &'a str) -> Cow<'a, str> {
+    red.rules
+        .free_text(s, &mut red.count)
+        .map_or(Cow::Borrowed(s), Cow::Owned)
 }
 
 /// The OTLP span flags: the W3C trace flags, "has is-remote" and "is remote".
@@ -334,27 +367,27 @@ fn nanos(time: SystemTime) -> u64 {
 }
 
 /// A `KeyValue` of a span, an event or a link, its value redacted.
-fn attribute(buf: &mut Vec<u8>, field: u32, kv: &KeyValue, r: &Redaction, count: &mut u64) {
+fn attribute(buf: &mut Vec<u8>, field: u32, kv: &KeyValue, red: &mut Redactor<'_>) {
     let key = kv.key.as_str();
     let at = open(buf, field);
     string(buf, 1, key);
     let v = open(buf, 2);
-    if r.hides_key(key) {
+    if red.hides(key) {
         if !matches!(&kv.value, Value::String(s) if s.as_str() == REDACTED) {
-            *count += 1;
+            red.count += 1;
         }
         string_always(buf, 1, REDACTED);
     } else {
         match &kv.value {
-            Value::String(s) => match r.string_value(key, s.as_str(), count) {
+            Value::String(s) => match red.rules.string_value(key, s.as_str(), &mut red.count) {
                 Some(new) => string_always(buf, 1, &new),
                 None => string_always(buf, 1, s.as_str()),
             },
-            Value::Array(Array::String(items)) if r.scans_arrays_of(key) => {
+            Value::Array(Array::String(items)) if red.rules.scans_arrays_of(key) => {
                 let array = open(buf, 5);
                 for item in items {
                     let one = open(buf, 1);
-                    string_always(buf, 1, &text(r, item.as_str(), count));
+                    string_always(buf, 1, &text(red, item.as_str()));
                     close(buf, one);
                 }
                 close(buf, array);
