@@ -126,18 +126,24 @@ impl Queue {
     }
 }
 
-/// Counts sampled spans handed to the batch processor, and drops them when lookout's bound on its
-/// queue is reached. Runs in the application thread at every span end, so it does nothing else.
+/// In front of a batch processor: counts what it is handed, drops it when lookout's bound on the
+/// queue is reached, and keeps the exporters' own transport out (`on_export_thread`). Runs in the
+/// application thread at every span end and log record, so it does nothing else. Flush and
+/// shutdown also wait for the exports still in flight after the processor handed them on.
 #[derive(Debug)]
-pub(crate) struct SpanIntake<P> {
+pub(crate) struct Intake<P> {
     inner: P,
     queue: Arc<Queue>,
-    /// Exports still in flight after the processor handed them on: flush and shutdown wait.
     flight: Arc<InFlight>,
     timeout: Duration,
 }
 
-impl<P> SpanIntake<P> {
+/// The span side of [`Intake`].
+pub(crate) type SpanIntake<P> = Intake<P>;
+/// The log side of [`Intake`].
+pub(crate) type LogIntake<P> = Intake<P>;
+
+impl<P> Intake<P> {
     pub(crate) fn new(inner: P, queue: Arc<Queue>, flight: Arc<InFlight>, timeout: Duration) -> Self {
         Self {
             inner,
@@ -148,8 +154,7 @@ impl<P> SpanIntake<P> {
     }
 }
 
-
-impl<P: SpanProcessor> SpanProcessor for SpanIntake<P> {
+impl<P: SpanProcessor> SpanProcessor for Intake<P> {
     fn on_start(&self, span: &mut Span, cx: &Context) {
         if super::runtime::on_export_thread() {
             return;
@@ -191,27 +196,7 @@ impl<P: SpanProcessor> SpanProcessor for SpanIntake<P> {
     }
 }
 
-/// Counts log records handed to the batch processor.
-#[derive(Debug)]
-pub(crate) struct LogIntake<P> {
-    inner: P,
-    queue: Arc<Queue>,
-    flight: Arc<InFlight>,
-    timeout: Duration,
-}
-
-impl<P> LogIntake<P> {
-    pub(crate) fn new(inner: P, queue: Arc<Queue>, flight: Arc<InFlight>, timeout: Duration) -> Self {
-        Self {
-            inner,
-            queue,
-            flight,
-            timeout,
-        }
-    }
-}
-
-impl<P: LogProcessor> LogProcessor for LogIntake<P> {
+impl<P: LogProcessor> LogProcessor for Intake<P> {
     fn emit(&self, data: &mut SdkLogRecord, instrumentation: &InstrumentationScope) {
         // The exporters' own transport and lookout's export diagnostics (see
         // `on_export_thread`): shown on the console, never fed back into the export.

@@ -127,7 +127,7 @@ pub(crate) fn on_export_thread() -> bool {
 
 /// Suppresses telemetry on this thread until it ends (or [`SUPPRESSED`] is emptied), and marks it
 /// as exporting.
-pub(crate) fn suppress_telemetry() {
+fn suppress_telemetry() {
     let _ = EXPORTING.try_with(|e| e.set(true));
     let _ = SUPPRESSED.try_with(|s| {
         s.borrow_mut()
