@@ -34,6 +34,8 @@ use fixups::SpanFixups;
 use queue::{LogDequeue, LogIntake, Queue, SpanIntake};
 #[cfg(any(feature = "grpc", feature = "http"))]
 pub(crate) use otlp::Message as OtlpMessage;
+#[cfg(any(feature = "grpc", feature = "http"))]
+pub(crate) use otlp::encode::{Item as EncodedSpan, glance};
 pub(crate) use custom::Custom;
 pub(crate) use runtime::ExportRuntime;
 
@@ -149,12 +151,18 @@ fn tracer_provider(
         return Ok(builder.with_span_processor(processor).build());
     }
     builder = match kind {
-        ExporterKind::Otlp => builder.with_span_processor(span_processor(
-            wrap.counted_by_client(otlp_spans(otlp, &wrap)?),
-            batch,
-            value_limit,
-            runtime,
-        )),
+        ExporterKind::Otlp => {
+            let exporter = otlp_spans(otlp, &wrap)?;
+            match encoding_processor(exporter, batch, value_limit, runtime)? {
+                Ok(processor) => builder.with_span_processor(processor),
+                Err(exporter) => builder.with_span_processor(span_processor(
+                    wrap.counted_by_client(exporter),
+                    batch,
+                    value_limit,
+                    runtime,
+                )),
+            }
+        }
         ExporterKind::Console => builder.with_span_processor(span_processor(
             wrap.it(opentelemetry_stdout::SpanExporter::default()),
             batch,
@@ -190,6 +198,42 @@ pub(crate) fn span_processor<E: SpanExporter + 'static>(
             .with_batch_config(span_batch_config(batch))
             .build();
     SpanIntake::new(bsp, queue, runtime.flight(Signal::Traces), batch.export_timeout)
+}
+
+/// Spans to OTLP over protobuf: encoded as they end, batched by lookout ([`otlp::batch`], which
+/// says why). Otherwise (`http/json`) the exporter back, for the SDK's batch processor.
+#[cfg(any(feature = "grpc", feature = "http"))]
+fn encoding_processor(
+    exporter: otlp::OtlpExporter,
+    batch: &BatchSettings,
+    value_limit: Option<usize>,
+    runtime: &Arc<ExportRuntime>,
+) -> Result<Result<SpanIntake<otlp::batch::EncodingBatch>, otlp::OtlpExporter>, InitError> {
+    if !exporter.protobuf() {
+        return Ok(Err(exporter));
+    }
+    let queue = Queue::new(Signal::Traces, batch.max_queue_size);
+    runtime.watch(&queue);
+    let processor =
+        otlp::batch::EncodingBatch::new(exporter, batch, value_limit, queue.clone(), runtime.clone())
+            .map_err(InitError::Runtime)?;
+    Ok(Ok(SpanIntake::new(
+        processor,
+        queue,
+        runtime.flight(Signal::Traces),
+        batch.export_timeout,
+    )))
+}
+
+/// Without an OTLP transport the exporter is the console's stand-in: the SDK's processor.
+#[cfg(not(any(feature = "grpc", feature = "http")))]
+fn encoding_processor<E>(
+    exporter: E,
+    _: &BatchSettings,
+    _: Option<usize>,
+    _: &Arc<ExportRuntime>,
+) -> Result<Result<SpanIntake<BatchSpanProcessor>, E>, InitError> {
+    Ok(Err(exporter))
 }
 
 /// The pull side reads the exporter's own reader when it aggregates cumulatively (one

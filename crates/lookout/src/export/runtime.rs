@@ -126,13 +126,19 @@ pub(crate) fn on_export_thread() -> bool {
 }
 
 /// Suppresses telemetry on this thread until it ends (or [`SUPPRESSED`] is emptied), and marks it
-/// as exporting.
-fn suppress_telemetry() {
+/// as exporting: lookout's export threads and its span batch worker.
+pub(crate) fn suppress_telemetry() {
     let _ = EXPORTING.try_with(|e| e.set(true));
     let _ = SUPPRESSED.try_with(|s| {
         s.borrow_mut()
             .get_or_insert_with(opentelemetry::Context::enter_telemetry_suppressed_scope);
     });
+}
+
+/// Ends what [`suppress_telemetry`] began, before the thread's locals are destroyed (the
+/// OpenTelemetry context it restores is one of them).
+pub(crate) fn end_suppression() {
+    let _ = SUPPRESSED.try_with(|s| s.borrow_mut().take());
 }
 
 impl ExportRuntime {
@@ -148,9 +154,7 @@ impl ExportRuntime {
             // next: the SDK's tracer and logger drop what a suppressed context makes (as its own
             // batch workers do). Test: the_export_does_not_feed_itself.
             .on_thread_start(suppress_telemetry)
-            .on_thread_stop(|| {
-                let _ = SUPPRESSED.try_with(|s| s.borrow_mut().take());
-            })
+            .on_thread_stop(end_suppression)
             .enable_all()
             .build()?;
         let handle = runtime.handle().clone();
@@ -166,6 +170,13 @@ impl ExportRuntime {
     /// The exports in flight of `signal`.
     pub(crate) fn flight(&self, signal: crate::config::Signal) -> std::sync::Arc<InFlight> {
         self.flights[crate::config::signal_index(signal)].clone()
+    }
+
+    /// Runs `future` to completion on the calling thread (not one of this runtime's), inside this
+    /// runtime's context.
+    #[cfg_attr(not(any(feature = "grpc", feature = "http")), allow(dead_code))]
+    pub(crate) fn block_on<F: Future>(&self, future: F) -> F::Output {
+        self.handle.block_on(future)
     }
 
     /// Spawns `future` on this runtime.

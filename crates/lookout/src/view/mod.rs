@@ -185,6 +185,13 @@ impl Store {
         lock(&self.traces).add(batch, &self.redaction);
     }
 
+    /// A batch of spans encoded as they ended, on its way to the exporter (on lookout's span
+    /// batch worker).
+    #[cfg(any(feature = "grpc", feature = "http"))]
+    pub(crate) fn encoded_spans(&self, batch: &[crate::export::EncodedSpan]) {
+        lock(&self.traces).add_encoded(batch, &self.redaction);
+    }
+
     /// A batch of log records on its way to the exporter (on the batch worker).
     pub(crate) fn logs(&self, batch: &opentelemetry_sdk::logs::LogBatch<'_>) {
         lock(&self.logs).add(batch, &self.redaction);

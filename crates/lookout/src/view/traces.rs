@@ -225,38 +225,85 @@ impl Traces {
     }
 
     pub(crate) fn add(&mut self, batch: &[SpanData], redaction: &Redaction) {
+        self.begin_batch();
+        for span in batch {
+            self.add_data(span, redaction);
+        }
+        self.end_batch();
+    }
+
+    /// A batch of spans encoded as they ended (lookout's OTLP/protobuf span processor): each is
+    /// read for its summary, and decoded only when it is kept.
+    #[cfg(any(feature = "grpc", feature = "http"))]
+    pub(crate) fn add_encoded(&mut self, batch: &[crate::export::EncodedSpan], redaction: &Redaction) {
+        use crate::export::EncodedSpan;
+        self.begin_batch();
+        for item in batch {
+            match item {
+                EncodedSpan::Whole(span) => self.add_data(span, redaction),
+                EncodedSpan::Encoded { scope, bytes } => {
+                    let Some(glance) = crate::export::glance(bytes) else {
+                        continue;
+                    };
+                    self.seen += 1;
+                    let duration = Duration::from_nanos(glance.end.saturating_sub(glance.start));
+                    let (trace_id, error) = (glance.trace_id, glance.error);
+                    let slowest = self.summarise(glance.name, duration, error, trace_id);
+                    if !self.admit(trace_id, error, slowest) {
+                        self.skipped += 1;
+                        continue;
+                    }
+                    if let Some(record) = encoded::record(bytes, scope.name(), duration, redaction) {
+                        self.insert(record);
+                    }
+                }
+            }
+        }
+        self.end_batch();
+    }
+
+    fn begin_batch(&mut self) {
         let second = unix_secs(SystemTime::now());
         if self.window.0 != second {
             self.window = (second, 0);
         }
-        for span in batch {
-            self.seen += 1;
-            let duration = span
-                .end_time
-                .duration_since(span.start_time)
-                .unwrap_or_default();
-            let error = matches!(span.status, Status::Error { .. });
-            let trace_id = span.span_context.trace_id();
-            let slowest = self.summarise(span, duration, error, trace_id);
-            if !self.admit(trace_id, error, slowest) {
-                self.skipped += 1;
-                continue;
-            }
-            let record = record(span, duration, redaction);
-            self.insert(record);
-        }
+    }
+
+    fn end_batch(&mut self) {
         self.version += 1;
         self.evict();
     }
 
+    fn add_data(&mut self, span: &SpanData, redaction: &Redaction) {
+        self.seen += 1;
+        let duration = span
+            .end_time
+            .duration_since(span.start_time)
+            .unwrap_or_default();
+        let error = matches!(span.status, Status::Error { .. });
+        let trace_id = span.span_context.trace_id();
+        let slowest = self.summarise(&span.name, duration, error, trace_id);
+        if !self.admit(trace_id, error, slowest) {
+            self.skipped += 1;
+            return;
+        }
+        let record = record(span, duration, redaction);
+        self.insert(record);
+    }
+
     /// Counts the span in its name's summary; whether it is the slowest of its name so far.
-    fn summarise(&mut self, span: &SpanData, d: Duration, error: bool, trace: TraceId) -> bool {
-        let name = if self.names.len() >= MAX_NAMES && !self.names.contains_key(&span.name) {
-            Cow::Borrowed(OTHER_NAMES)
+    fn summarise(&mut self, name: &str, d: Duration, error: bool, trace: TraceId) -> bool {
+        let name = if self.names.len() >= MAX_NAMES && !self.names.contains_key(name) {
+            OTHER_NAMES
         } else {
-            span.name.clone()
+            name
         };
-        let stats = self.names.entry(name).or_default();
+        if !self.names.contains_key(name) {
+            self.names.insert(Cow::Owned(name.to_owned()), NameStats::default());
+        }
+        let Some(stats) = self.names.get_mut(name) else {
+            return false;
+        };
         let bucket = LATENCY_BUCKETS
             .iter()
             .position(|b| d < *b)
@@ -694,5 +741,104 @@ mod tests {
         assert_eq!(c.spans_skipped, 2 + 8);
         let names = t.names(&HashMap::new());
         assert_eq!(names[0].total(), 15, "the summary counts every span");
+    }
+}
+
+/// The record of a span encoded as it ended (lookout's OTLP/protobuf span processor), decoded
+/// with opentelemetry-proto's messages; its values were redacted when it was encoded, and are
+/// shown as [`record`] shows the SDK's.
+#[cfg(any(feature = "grpc", feature = "http"))]
+mod encoded {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use opentelemetry::trace::{SpanId, TraceId};
+    use opentelemetry::{Array, StringValue, Value};
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    use prost::Message as _;
+
+    use super::{EventRecord, SpanRecord, SpanStatus};
+    use crate::redact::Redaction;
+
+    pub(super) fn record(
+        bytes: &[u8],
+        scope: &str,
+        duration: Duration,
+        redaction: &Redaction,
+    ) -> Option<SpanRecord> {
+        let span = Span::decode(bytes).ok()?;
+        let attributes = |kvs: &[KeyValue]| -> Vec<(String, String)> {
+            kvs.iter()
+                .map(|kv| (kv.key.clone(), redaction.shown(&kv.key, text(kv.value.as_ref()))))
+                .collect()
+        };
+        let status = match span.status {
+            Some(s) if s.code == 2 => SpanStatus::Error(redaction.shown("", s.message)),
+            Some(s) if s.code == 1 => SpanStatus::Ok,
+            _ => SpanStatus::Unset,
+        };
+        Some(SpanRecord {
+            trace_id: TraceId::from_bytes(span.trace_id.as_slice().try_into().ok()?),
+            span_id: SpanId::from_bytes(span.span_id.as_slice().try_into().ok()?),
+            parent_span_id: span
+                .parent_span_id
+                .as_slice()
+                .try_into()
+                .map_or(SpanId::INVALID, SpanId::from_bytes),
+            kind: match span.kind {
+                2 => "server",
+                3 => "client",
+                4 => "producer",
+                5 => "consumer",
+                _ => "internal",
+            },
+            scope: scope.to_owned(),
+            start: UNIX_EPOCH + Duration::from_nanos(span.start_time_unix_nano),
+            duration,
+            status,
+            attributes: attributes(&span.attributes),
+            events: span
+                .events
+                .iter()
+                .map(|e| EventRecord {
+                    name: e.name.clone(),
+                    time: UNIX_EPOCH + Duration::from_nanos(e.time_unix_nano),
+                    attributes: attributes(&e.attributes),
+                })
+                .collect(),
+            name: span.name,
+        })
+    }
+
+    /// A value as the SDK's `Value` displays it (the encoder writes only its kinds).
+    fn text(value: Option<&AnyValue>) -> String {
+        use any_value::Value as V;
+        let value = match value.and_then(|v| v.value.as_ref()) {
+            Some(V::StringValue(s)) => return s.clone(),
+            Some(V::BoolValue(b)) => Value::Bool(*b),
+            Some(V::IntValue(i)) => Value::I64(*i),
+            Some(V::DoubleValue(f)) => Value::F64(*f),
+            Some(V::ArrayValue(a)) => {
+                let items = || a.values.iter().filter_map(|v| v.value.as_ref());
+                match a.values.first().and_then(|v| v.value.as_ref()) {
+                    Some(V::BoolValue(_)) => Value::Array(Array::Bool(
+                        items().filter_map(|v| if let V::BoolValue(b) = v { Some(*b) } else { None }).collect(),
+                    )),
+                    Some(V::IntValue(_)) => Value::Array(Array::I64(
+                        items().filter_map(|v| if let V::IntValue(i) = v { Some(*i) } else { None }).collect(),
+                    )),
+                    Some(V::DoubleValue(_)) => Value::Array(Array::F64(
+                        items().filter_map(|v| if let V::DoubleValue(f) = v { Some(*f) } else { None }).collect(),
+                    )),
+                    _ => Value::Array(Array::String(
+                        items()
+                            .filter_map(|v| if let V::StringValue(s) = v { Some(StringValue::from(s.clone())) } else { None })
+                            .collect(),
+                    )),
+                }
+            }
+            _ => return String::new(),
+        };
+        value.to_string()
     }
 }

@@ -101,10 +101,11 @@ pub(crate) fn spans(
         scope_spans: None,
     };
     let mut scratch = Vec::with_capacity(512);
+    let mut keys = Vec::new();
     let mut redactor = Redactor {
         rules: redaction,
         count: 0,
-        keys: Vec::new(),
+        keys: &mut keys,
     };
     let mut redacted = 0;
     for (scope, spans) in groups {
@@ -133,6 +134,231 @@ pub(crate) fn spans(
         parts: out.parts,
         cut: out.cut,
     }
+}
+
+/// A span on its way to the exporter, encoded on the thread that ended it
+/// ([`SpanEncoder::encode`]).
+#[derive(Debug)]
+pub(crate) enum Item {
+    /// The `Span` message's bytes, redacted, and its scope.
+    Encoded {
+        scope: InstrumentationScope,
+        bytes: Box<[u8]>,
+    },
+    /// A span too large to share a request: kept whole, for the road through [`super::split`].
+    Whole(Box<SpanData>),
+}
+
+/// Encodes spans one at a time, on the thread that ends them: the span's data is freed where it
+/// was allocated (an allocator's fast path), and only its bytes cross to the exporter.
+#[derive(Debug)]
+pub(crate) struct SpanEncoder {
+    /// Tells this encoder's remembered keys from another's on a thread (rules may differ).
+    id: u64,
+    redaction: Redaction,
+    /// A span whose bytes exceed this is kept whole ([`Item::Whole`]).
+    whole_above: usize,
+}
+
+/// What a thread keeps between the spans it encodes: the buffer written into and the keys judged.
+struct Local {
+    owner: u64,
+    keys: Vec<(Box<str>, bool)>,
+    scratch: Vec<u8>,
+}
+
+thread_local! {
+    static LOCAL: std::cell::RefCell<Local> = const {
+        std::cell::RefCell::new(Local { owner: 0, keys: Vec::new(), scratch: Vec::new() })
+    };
+}
+
+static ENCODER_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+impl SpanEncoder {
+    pub(crate) fn new(redaction: Redaction, request_limit: usize) -> Self {
+        Self {
+            id: ENCODER_IDS.fetch_add(1, Relaxed),
+            redaction,
+            whole_above: request_limit / 2,
+        }
+    }
+
+    /// The span's bytes (or the span itself when it is too large to share a request); what was
+    /// redacted is counted.
+    pub(crate) fn encode(&self, span: SpanData) -> Item {
+        // `None` inside: the thread is ending, or this runs inside an encoding.
+        let encoded = LOCAL
+            .try_with(|local| {
+                local
+                    .try_borrow_mut()
+                    .ok()
+                    .map(|mut local| self.encode_with(&mut local, &span))
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| {
+                let mut local = Local {
+                    owner: self.id,
+                    keys: Vec::new(),
+                    scratch: Vec::new(),
+                };
+                self.encode_with(&mut local, &span)
+            });
+        match encoded {
+            Some(bytes) => Item::Encoded {
+                scope: span.instrumentation_scope,
+                bytes,
+            },
+            None => Item::Whole(Box::new(span)),
+        }
+    }
+
+    fn encode_with(&self, local: &mut Local, span: &SpanData) -> Option<Box<[u8]>> {
+        if local.owner != self.id {
+            local.owner = self.id;
+            local.keys.clear();
+        }
+        local.scratch.clear();
+        let mut redactor = Redactor {
+            rules: &self.redaction,
+            count: 0,
+            keys: &mut local.keys,
+        };
+        write_span(&mut local.scratch, span, &mut redactor);
+        let redacted = redactor.count;
+        if local.scratch.len() > self.whole_above {
+            // Redacted again (and counted) on the road it takes.
+            local.scratch = Vec::new();
+            return None;
+        }
+        if redacted > 0 {
+            REDACTED_COUNT.fetch_add(redacted, Relaxed);
+        }
+        Some(Box::from(local.scratch.as_slice()))
+    }
+}
+
+/// Export requests of at most `limit` bytes from spans encoded already: one resource, the spans
+/// grouped by instrumentation scope in the order each scope first appears, spans in their order.
+pub(crate) fn assemble(
+    items: &[Item],
+    resource: &EncodedResource,
+    redaction: &Redaction,
+    limit: usize,
+) -> Parts {
+    let mut groups: Vec<(&InstrumentationScope, Vec<&Item>)> = Vec::new();
+    for item in items {
+        let scope = match item {
+            Item::Encoded { scope, .. } => scope,
+            Item::Whole(span) => &span.instrumentation_scope,
+        };
+        match groups.iter_mut().find(|(s, _)| *s == scope) {
+            Some((_, members)) => members.push(item),
+            None => groups.push((scope, vec![item])),
+        }
+    }
+    let encoded_bytes: usize = items
+        .iter()
+        .map(|item| match item {
+            Item::Encoded { bytes, .. } => bytes.len() + 4,
+            Item::Whole(_) => 0,
+        })
+        .sum();
+    let mut out = Writer {
+        limit,
+        resource,
+        parts: Vec::new(),
+        cut: 0,
+        buf: Vec::with_capacity((encoded_bytes + 1024).min(limit)),
+        items: 0,
+        resource_spans: None,
+        scope_spans: None,
+    };
+    for (scope, members) in groups {
+        let scope_message = scope_message(scope);
+        let scope_schema = scope.schema_url().unwrap_or_default();
+        out.begin_scope(&scope_message, scope_schema);
+        for item in members {
+            match item {
+                Item::Encoded { bytes, .. } => out.push_span(bytes, &scope_message, scope_schema),
+                Item::Whole(span) => {
+                    out.oversized(span, redaction);
+                    out.begin_scope(&scope_message, scope_schema);
+                }
+            }
+        }
+        out.end_scope();
+    }
+    out.end_part();
+    Parts {
+        parts: out.parts,
+        cut: out.cut,
+    }
+}
+
+/// What the local view reads first of an encoded span, without decoding it.
+#[derive(Debug)]
+pub(crate) struct Glance<'a> {
+    pub(crate) trace_id: opentelemetry::trace::TraceId,
+    pub(crate) name: &'a str,
+    /// Start and end, in nanoseconds since the Unix epoch.
+    pub(crate) start: u64,
+    pub(crate) end: u64,
+    pub(crate) error: bool,
+}
+
+/// The trace, name, times and error status of a `Span` message's bytes; `None` when they are
+/// not one.
+pub(crate) fn glance(mut buf: &[u8]) -> Option<Glance<'_>> {
+    use prost::encoding::{DecodeContext, decode_key, decode_varint, skip_field};
+    let mut glance = Glance {
+        trace_id: opentelemetry::trace::TraceId::INVALID,
+        name: "",
+        start: 0,
+        end: 0,
+        error: false,
+    };
+    while !buf.is_empty() {
+        let (tag, wire) = decode_key(&mut buf).ok()?;
+        match (tag, wire) {
+            (1 | 5 | 15, WireType::LengthDelimited) => {
+                let len = usize::try_from(decode_varint(&mut buf).ok()?).ok()?;
+                let (field, rest) = buf.split_at_checked(len)?;
+                buf = rest;
+                match tag {
+                    1 => glance.trace_id = opentelemetry::trace::TraceId::from_bytes(field.try_into().ok()?),
+                    5 => glance.name = std::str::from_utf8(field).ok()?,
+                    _ => glance.error = status_code(field)? == 2,
+                }
+            }
+            (7 | 8, WireType::SixtyFourBit) => {
+                let (field, rest) = buf.split_at_checked(8)?;
+                buf = rest;
+                let v = u64::from_le_bytes(field.try_into().ok()?);
+                if tag == 7 {
+                    glance.start = v;
+                } else {
+                    glance.end = v;
+                }
+            }
+            _ => skip_field(wire, tag, &mut buf, DecodeContext::default()).ok()?,
+        }
+    }
+    Some(glance)
+}
+
+/// The code of a `Status` message's bytes.
+fn status_code(mut buf: &[u8]) -> Option<u64> {
+    use prost::encoding::{DecodeContext, decode_key, decode_varint, skip_field};
+    let mut code = 0;
+    while !buf.is_empty() {
+        match decode_key(&mut buf).ok()? {
+            (3, WireType::Varint) => code = decode_varint(&mut buf).ok()?,
+            (tag, wire) => skip_field(wire, tag, &mut buf, DecodeContext::default()).ok()?,
+        }
+    }
+    Some(code)
 }
 
 /// Fills parts: `ResourceSpans { resource, scope_spans: [ScopeSpans { scope, spans, schema_url }],
@@ -258,27 +484,30 @@ fn scope_message(scope: &InstrumentationScope) -> Vec<u8> {
     m
 }
 
-/// Redaction while a batch is written: the rules, the values redacted in the span being written,
+/// Redaction while spans are written: the rules, the values redacted in the span being written,
 /// and the keys judged so far.
 struct Redactor<'a> {
     rules: &'a Redaction,
     count: u64,
-    /// Keys judged in this batch, by address and length: a batch's keys are mostly the same few
-    /// `&'static str` field names, and every key of the batch lives until it is written, so an
-    /// address is not reused for another key meanwhile. Saves the shared key cache's lock and
-    /// hash for each attribute.
-    keys: Vec<(usize, usize, bool)>,
+    /// Keys judged already, by their text: a service's keys are mostly the same few field names.
+    /// Saves the shared key cache's lock and hash for each attribute.
+    keys: &'a mut Vec<(Box<str>, bool)>,
 }
+
+/// At most this many keys are remembered per batch or per thread.
+const REMEMBERED_KEYS: usize = 64;
 
 impl Redactor<'_> {
     fn hides(&mut self, key: &str) -> bool {
-        let id = (key.as_ptr() as usize, key.len());
-        if let Some(&(_, _, hidden)) = self.keys.iter().find(|(p, l, _)| (*p, *l) == id) {
-            return hidden;
+        if !self.rules.enabled {
+            return false;
+        }
+        if let Some((_, hidden)) = self.keys.iter().find(|(k, _)| **k == *key) {
+            return *hidden;
         }
         let hidden = self.rules.hides_key(key);
-        if self.keys.len() < 64 {
-            self.keys.push((id.0, id.1, hidden));
+        if self.keys.len() < REMEMBERED_KEYS {
+            self.keys.push((key.into(), hidden));
         }
         hidden
     }
@@ -744,5 +973,84 @@ mod tests {
             let parts = spans(&batch, &EncodedResource::new(&resource), &Redaction::off(), 4_000_000);
             assert_eq!(decode(&parts.parts[0].0), expected(&batch, &resource, &Redaction::off()), "{len}");
         }
+    }
+
+    /// The batch encoded span by span, as lookout's span processor does at each span end.
+    fn items(batch: &[SpanData], encoder: &SpanEncoder) -> Vec<Item> {
+        batch.iter().cloned().map(|span| encoder.encode(span)).collect()
+    }
+
+    #[test]
+    fn spans_encoded_as_they_end_make_the_same_requests() {
+        let batch = batch();
+        let resource = resource();
+        for redaction in [
+            Redaction::default(),
+            Redaction::default().emails(true).extra_keys(["region"]),
+            Redaction::default().allow_only(["order.id", "url.full"]),
+            Redaction::off(),
+        ] {
+            let encoded = EncodedResource::new(&resource);
+            let encoder = SpanEncoder::new(redaction.clone(), 4_000_000);
+            let items = items(&batch, &encoder);
+            assert!(items.iter().all(|i| matches!(i, Item::Encoded { .. })));
+            for limit in [4_000_000, 6_000] {
+                let whole = spans(&batch, &encoded, &redaction, limit);
+                let one_by_one = assemble(&items, &encoded, &redaction, limit);
+                let bytes = |p: &Parts| p.parts.iter().map(|(b, n)| (b.to_vec(), *n)).collect::<Vec<_>>();
+                assert_eq!(bytes(&one_by_one), bytes(&whole), "{redaction:?} limit {limit}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_span_too_large_to_share_a_request_is_kept_whole_and_cut() {
+        let mut batch = batch();
+        batch.truncate(3);
+        batch[1].attributes.push(KeyValue::new("huge", "y".repeat(20_000)));
+        let resource = EncodedResource::new(&resource());
+        let redaction = Redaction::default();
+        let items = items(&batch, &SpanEncoder::new(redaction.clone(), 8_000));
+        assert!(matches!(items[1], Item::Whole(_)));
+        assert!(matches!(items[0], Item::Encoded { .. }) && matches!(items[2], Item::Encoded { .. }));
+        let got = assemble(&items, &resource, &redaction, 8_000);
+        let want = spans(&batch, &resource, &redaction, 8_000);
+        assert_eq!(got.cut, 1);
+        let bytes = |p: &Parts| p.parts.iter().map(|(b, n)| (b.to_vec(), *n)).collect::<Vec<_>>();
+        assert_eq!(bytes(&got), bytes(&want));
+    }
+
+    #[test]
+    fn each_encoder_judges_keys_by_its_own_rules_on_a_shared_thread() {
+        // Two pipelines on one thread: what one remembered of a key must not leak to the other.
+        let span = batch().remove(0);
+        let value_of = |item: &Item, key: &str| {
+            let Item::Encoded { bytes, .. } = item else { panic!("encoded") };
+            let span = Span::decode(&bytes[..]).expect("a span");
+            let kv = span.attributes.into_iter().find(|kv| kv.key == key).expect("the key");
+            format!("{:?}", kv.value)
+        };
+        // Both on (keys judged and remembered); `negative` is secret to one only.
+        let open = SpanEncoder::new(Redaction::default(), 4_000_000);
+        let strict = SpanEncoder::new(Redaction::default().extra_keys(["negative"]), 4_000_000);
+        for _ in 0..2 {
+            assert!(value_of(&open.encode(span.clone()), "negative").contains("IntValue(-5)"));
+            assert!(value_of(&strict.encode(span.clone()), "negative").contains(REDACTED));
+        }
+    }
+
+    #[test]
+    fn a_glance_reads_what_the_view_needs() {
+        let encoder = SpanEncoder::new(Redaction::default(), 4_000_000);
+        for span in batch() {
+            let Item::Encoded { bytes, .. } = encoder.encode(span.clone()) else { panic!("encoded") };
+            let g = glance(&bytes).expect("a span");
+            assert_eq!(g.trace_id, span.span_context.trace_id());
+            assert_eq!(g.name, span.name);
+            assert_eq!(g.start, nanos(span.start_time));
+            assert_eq!(g.end, nanos(span.end_time));
+            assert_eq!(g.error, matches!(span.status, Status::Error { .. }));
+        }
+        assert!(glance(&[0x0a, 0x05, 1]).is_none(), "a field longer than the bytes");
     }
 }

@@ -21,7 +21,8 @@
 mod grpc;
 #[cfg(feature = "http")]
 mod http;
-mod encode;
+pub(crate) mod batch;
+pub(crate) mod encode;
 mod split;
 
 use std::fmt;
@@ -223,6 +224,24 @@ impl Client {
         let started = Instant::now();
         let encoded = encode::spans(&batch, resource, &self.redaction, self.max_request_bytes);
         drop(batch);
+        let parts = encoded
+            .parts
+            .into_iter()
+            .map(|(part, items)| (self.compressed(part), items))
+            .collect();
+        self.deliver_parts::<ExportTraceServiceRequest>(started, parts, encoded.cut)
+            .await
+    }
+
+    /// Sends spans encoded already on the threads that ended them ([`batch`]).
+    async fn deliver_encoded(
+        &self,
+        items: Vec<encode::Item>,
+        resource: &encode::EncodedResource,
+    ) -> OTelSdkResult {
+        let started = Instant::now();
+        let encoded = encode::assemble(&items, resource, &self.redaction, self.max_request_bytes);
+        drop(items);
         let parts = encoded
             .parts
             .into_iter()
@@ -553,6 +572,34 @@ impl OtlpExporter {
                 flight.done();
             });
             Ok(())
+        })
+    }
+}
+
+impl OtlpExporter {
+    /// Whether spans go out as protobuf, and so can be encoded as they end ([`batch`]).
+    pub(crate) fn protobuf(&self) -> bool {
+        self.client.protobuf()
+    }
+
+    /// The redaction every request gets.
+    pub(crate) fn redaction(&self) -> &crate::redact::Redaction {
+        &self.client.redaction
+    }
+
+    /// The largest request sent.
+    pub(crate) fn request_limit(&self) -> usize {
+        self.client.max_request_bytes
+    }
+
+    /// Exports spans encoded already ([`batch`]), as [`SpanExporter::export`] does a batch.
+    pub(crate) fn export_encoded(
+        &self,
+        items: Vec<encode::Item>,
+    ) -> impl Future<Output = OTelSdkResult> + Send + 'static {
+        let resource = self.encoded_resource.clone();
+        self.deliver(move |client: Arc<Client>| async move {
+            client.deliver_encoded(items, &resource).await
         })
     }
 }
