@@ -35,7 +35,7 @@ use queue::{LogDequeue, LogIntake, Queue, SpanIntake};
 #[cfg(any(feature = "grpc", feature = "http"))]
 pub(crate) use otlp::Message as OtlpMessage;
 #[cfg(any(feature = "grpc", feature = "http"))]
-pub(crate) use otlp::encode::{Item as EncodedSpan, glance};
+pub(crate) use otlp::encode::{Encoded as EncodedSpans, Item as EncodedSpan, glance};
 pub(crate) use custom::Custom;
 pub(crate) use runtime::ExportRuntime;
 

@@ -188,7 +188,7 @@ impl Store {
     /// A batch of spans encoded as they ended, on its way to the exporter (on lookout's span
     /// batch worker).
     #[cfg(any(feature = "grpc", feature = "http"))]
-    pub(crate) fn encoded_spans(&self, batch: &[crate::export::EncodedSpan]) {
+    pub(crate) fn encoded_spans(&self, batch: &crate::export::EncodedSpans) {
         lock(&self.traces).add_encoded(batch, &self.redaction);
     }
 

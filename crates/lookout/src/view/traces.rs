@@ -235,13 +235,13 @@ impl Traces {
     /// A batch of spans encoded as they ended (lookout's OTLP/protobuf span processor): each is
     /// read for its summary, and decoded only when it is kept.
     #[cfg(any(feature = "grpc", feature = "http"))]
-    pub(crate) fn add_encoded(&mut self, batch: &[crate::export::EncodedSpan], redaction: &Redaction) {
+    pub(crate) fn add_encoded(&mut self, batch: &crate::export::EncodedSpans, redaction: &Redaction) {
         use crate::export::EncodedSpan;
         self.begin_batch();
-        for item in batch {
+        for (item, bytes) in batch.pieces() {
             match item {
                 EncodedSpan::Whole(span) => self.add_data(span, redaction),
-                EncodedSpan::Encoded { scope, bytes } => {
+                EncodedSpan::Encoded { scope, .. } => {
                     let Some(glance) = crate::export::glance(bytes) else {
                         continue;
                     };

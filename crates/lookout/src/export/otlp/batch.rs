@@ -25,7 +25,7 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanProcessor};
 
 use super::OtlpExporter;
-use super::encode::{Item, SpanEncoder};
+use super::encode::{Encoded, Item, SpanEncoder};
 use crate::config::{BatchSettings, Signal};
 use crate::export::queue::Queue;
 use crate::export::runtime::ExportRuntime;
@@ -60,7 +60,10 @@ struct Shared {
 
 #[derive(Debug, Default)]
 struct State {
-    items: Vec<Item>,
+    /// The spans waiting.
+    batch: Encoded,
+    /// The bytes the last batch taken held: the next one's buffer starts that large.
+    last_bytes: usize,
     /// Flushes asked for and flushes done: the worker has exported everything queued before the
     /// `done`th request.
     asked: u64,
@@ -85,7 +88,7 @@ impl EncodingBatch {
         let max_batch = batch.max_export_batch_size.max(1);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                items: Vec::with_capacity(max_batch.min(4096)),
+                batch: Encoded::with_capacity(max_batch.min(4096), 64 * 1024),
                 ..State::default()
             }),
             wake: Condvar::new(),
@@ -139,8 +142,8 @@ impl Shared {
                 let now = Instant::now();
                 let due = state.stop
                     || state.asked > state.done
-                    || state.items.len() >= self.max_batch
-                    || (now >= next && !state.items.is_empty());
+                    || state.batch.items.len() >= self.max_batch
+                    || (now >= next && !state.batch.items.is_empty());
                 if due {
                     break;
                 }
@@ -153,16 +156,20 @@ impl Shared {
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
             }
-            let n = state.items.len().min(self.max_batch);
-            let batch: Vec<Item> = if n == state.items.len() {
-                std::mem::replace(&mut state.items, Vec::with_capacity(self.max_batch.min(4096)))
+            let batch = if state.batch.items.len() > self.max_batch {
+                state.batch.split_off_front(self.max_batch)
             } else {
-                state.items.drain(..n).collect()
+                let fresh = Encoded::with_capacity(
+                    self.max_batch.min(4096),
+                    state.last_bytes.max(4096),
+                );
+                std::mem::replace(&mut state.batch, fresh)
             };
+            state.last_bytes = batch.bytes.len();
             let (asked, stop) = (state.asked, state.stop);
             drop(state);
-            if !batch.is_empty() {
-                self.queue.leave(batch.len());
+            if !batch.items.is_empty() {
+                self.queue.leave(batch.items.len());
                 if let Some(view) = &self.view {
                     view.encoded_spans(&batch);
                 }
@@ -172,7 +179,7 @@ impl Shared {
                 next = Instant::now() + self.delay;
             }
             let mut state = lock(&self.state);
-            if state.items.is_empty() {
+            if state.batch.items.is_empty() {
                 if asked > state.done {
                     state.done = asked;
                     self.settled.notify_all();
@@ -198,18 +205,33 @@ impl SpanProcessor for EncodingBatch {
                 crate::export::fixups::truncate_values(&mut event.attributes, limit);
             }
         }
-        let item = self.encoder.encode(span);
-        let mut state = lock(&self.shared.state);
-        if state.stop {
-            drop(state);
+        // The scope travels with the bytes (it is not part of the `Span` message).
+        let mut scope = Some(std::mem::take(&mut span.instrumentation_scope));
+        let (mut stopped, mut full) = (false, false);
+        let max_batch = self.shared.max_batch;
+        let mut push = |bytes: &[u8]| {
+            let mut state = lock(&self.shared.state);
+            if state.stop {
+                stopped = true;
+                return;
+            }
+            state.batch.push_bytes(scope.take().unwrap_or_default(), bytes);
+            full = state.batch.items.len() == max_batch;
+        };
+        if !self.encoder.encode(&span, &mut push) {
+            span.instrumentation_scope = scope.take().unwrap_or_default();
+            let mut state = lock(&self.shared.state);
+            if state.stop {
+                stopped = true;
+            } else {
+                state.batch.items.push(Item::Whole(Box::new(span)));
+                full = state.batch.items.len() == max_batch;
+            }
+        }
+        if stopped {
             self.shared.queue.leave(1);
             COUNTERS.signal(Signal::Traces).dropped.fetch_add(1, Relaxed);
-            return;
-        }
-        state.items.push(item);
-        let full = state.items.len() == self.shared.max_batch;
-        drop(state);
-        if full {
+        } else if full {
             self.shared.wake.notify_one();
         }
     }

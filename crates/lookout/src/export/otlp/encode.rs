@@ -101,7 +101,7 @@ pub(crate) fn spans(
         scope_spans: None,
     };
     let mut scratch = Vec::with_capacity(512);
-    let mut keys = Vec::new();
+    let mut keys = Keys::default();
     let mut redactor = Redactor {
         rules: redaction,
         count: 0,
@@ -140,13 +140,68 @@ pub(crate) fn spans(
 /// ([`SpanEncoder::encode`]).
 #[derive(Debug)]
 pub(crate) enum Item {
-    /// The `Span` message's bytes, redacted, and its scope.
+    /// The next `len` bytes of the batch's buffer are the span's `Span` message, redacted.
     Encoded {
         scope: InstrumentationScope,
-        bytes: Box<[u8]>,
+        len: usize,
     },
     /// A span too large to share a request: kept whole, for the road through [`super::split`].
     Whole(Box<SpanData>),
+}
+
+/// Spans encoded as they ended: their bytes one after another in one buffer (no allocation per
+/// span), and what each is.
+#[derive(Debug, Default)]
+pub(crate) struct Encoded {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) items: Vec<Item>,
+}
+
+impl Encoded {
+    pub(crate) fn with_capacity(items: usize, bytes: usize) -> Self {
+        Self {
+            bytes: Vec::with_capacity(bytes),
+            items: Vec::with_capacity(items),
+        }
+    }
+
+    /// Appends a span's bytes.
+    pub(crate) fn push_bytes(&mut self, scope: InstrumentationScope, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+        self.items.push(Item::Encoded {
+            scope,
+            len: bytes.len(),
+        });
+    }
+
+    /// Takes the first `n` spans off into a batch of their own.
+    pub(crate) fn split_off_front(&mut self, n: usize) -> Encoded {
+        let n = n.min(self.items.len());
+        let cut: usize = self.items[..n]
+            .iter()
+            .map(|item| match item {
+                Item::Encoded { len, .. } => *len,
+                Item::Whole(_) => 0,
+            })
+            .sum();
+        Encoded {
+            bytes: self.bytes.drain(..cut).collect(),
+            items: self.items.drain(..n).collect(),
+        }
+    }
+
+    /// Each span with its bytes (empty for a whole span).
+    pub(crate) fn pieces(&self) -> impl Iterator<Item = (&Item, &[u8])> {
+        let mut at = 0;
+        self.items.iter().map(move |item| match item {
+            Item::Encoded { len, .. } => {
+                let bytes = self.bytes.get(at..at + len).unwrap_or_default();
+                at += len;
+                (item, bytes)
+            }
+            Item::Whole(_) => (item, &[][..]),
+        })
+    }
 }
 
 /// Encodes spans one at a time, on the thread that ends them: the span's data is freed where it
@@ -163,13 +218,13 @@ pub(crate) struct SpanEncoder {
 /// What a thread keeps between the spans it encodes: the buffer written into and the keys judged.
 struct Local {
     owner: u64,
-    keys: Vec<(Box<str>, bool)>,
+    keys: Keys,
     scratch: Vec<u8>,
 }
 
 thread_local! {
     static LOCAL: std::cell::RefCell<Local> = const {
-        std::cell::RefCell::new(Local { owner: 0, keys: Vec::new(), scratch: Vec::new() })
+        std::cell::RefCell::new(Local { owner: 0, keys: Keys { judged: Vec::new(), next: 0 }, scratch: Vec::new() })
     };
 }
 
@@ -184,40 +239,34 @@ impl SpanEncoder {
         }
     }
 
-    /// The span's bytes (or the span itself when it is too large to share a request); what was
-    /// redacted is counted.
-    pub(crate) fn encode(&self, span: SpanData) -> Item {
-        // `None` inside: the thread is ending, or this runs inside an encoding.
-        let encoded = LOCAL
-            .try_with(|local| {
-                local
-                    .try_borrow_mut()
-                    .ok()
-                    .map(|mut local| self.encode_with(&mut local, &span))
-            })
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| {
+    /// Writes `span` (its `Span` message, redacted; what was redacted is counted) and hands the
+    /// bytes to `push`; `false`, with nothing pushed, when the span is too large to share a
+    /// request (it is then sent whole, [`Item::Whole`]).
+    pub(crate) fn encode(&self, span: &SpanData, push: &mut dyn FnMut(&[u8])) -> bool {
+        let done = LOCAL.try_with(|local| {
+            local
+                .try_borrow_mut()
+                .ok()
+                .map(|mut local| self.encode_with(&mut local, span, push))
+        });
+        match done {
+            Ok(Some(fits)) => fits,
+            // The thread is ending, or this runs inside an encoding: a buffer of its own.
+            _ => {
                 let mut local = Local {
                     owner: self.id,
-                    keys: Vec::new(),
+                    keys: Keys::default(),
                     scratch: Vec::new(),
                 };
-                self.encode_with(&mut local, &span)
-            });
-        match encoded {
-            Some(bytes) => Item::Encoded {
-                scope: span.instrumentation_scope,
-                bytes,
-            },
-            None => Item::Whole(Box::new(span)),
+                self.encode_with(&mut local, span, push)
+            }
         }
     }
 
-    fn encode_with(&self, local: &mut Local, span: &SpanData) -> Option<Box<[u8]>> {
+    fn encode_with(&self, local: &mut Local, span: &SpanData, push: &mut dyn FnMut(&[u8])) -> bool {
         if local.owner != self.id {
             local.owner = self.id;
-            local.keys.clear();
+            local.keys = Keys::default();
         }
         local.scratch.clear();
         let mut redactor = Redactor {
@@ -230,47 +279,41 @@ impl SpanEncoder {
         if local.scratch.len() > self.whole_above {
             // Redacted again (and counted) on the road it takes.
             local.scratch = Vec::new();
-            return None;
+            return false;
         }
         if redacted > 0 {
             REDACTED_COUNT.fetch_add(redacted, Relaxed);
         }
-        Some(Box::from(local.scratch.as_slice()))
+        push(&local.scratch);
+        true
     }
 }
 
 /// Export requests of at most `limit` bytes from spans encoded already: one resource, the spans
 /// grouped by instrumentation scope in the order each scope first appears, spans in their order.
 pub(crate) fn assemble(
-    items: &[Item],
+    batch: &Encoded,
     resource: &EncodedResource,
     redaction: &Redaction,
     limit: usize,
 ) -> Parts {
-    let mut groups: Vec<(&InstrumentationScope, Vec<&Item>)> = Vec::new();
-    for item in items {
+    let mut groups: Vec<(&InstrumentationScope, Vec<(&Item, &[u8])>)> = Vec::new();
+    for (item, bytes) in batch.pieces() {
         let scope = match item {
             Item::Encoded { scope, .. } => scope,
             Item::Whole(span) => &span.instrumentation_scope,
         };
         match groups.iter_mut().find(|(s, _)| *s == scope) {
-            Some((_, members)) => members.push(item),
-            None => groups.push((scope, vec![item])),
+            Some((_, members)) => members.push((item, bytes)),
+            None => groups.push((scope, vec![(item, bytes)])),
         }
     }
-    let encoded_bytes: usize = items
-        .iter()
-        .map(|item| match item {
-            Item::Encoded { bytes, .. } => bytes.len() + 4,
-            Item::Whole(_) => 0,
-        })
-        .sum();
     let mut out = Writer {
         limit,
         resource,
         parts: Vec::new(),
         cut: 0,
-        buf: Vec::with_capacity((encoded_bytes + 1024).min(limit)),
+        buf: Vec::with_capacity((batch.bytes.len() + 4 * batch.items.len() + 1024).min(limit)),
         items: 0,
         resource_spans: None,
         scope_spans: None,
@@ -279,9 +322,9 @@ pub(crate) fn assemble(
         let scope_message = scope_message(scope);
         let scope_schema = scope.schema_url().unwrap_or_default();
         out.begin_scope(&scope_message, scope_schema);
-        for item in members {
+        for (item, bytes) in members {
             match item {
-                Item::Encoded { bytes, .. } => out.push_span(bytes, &scope_message, scope_schema),
+                Item::Encoded { .. } => out.push_span(bytes, &scope_message, scope_schema),
                 Item::Whole(span) => {
                     out.oversized(span, redaction);
                     out.begin_scope(&scope_message, scope_schema);
@@ -489,9 +532,16 @@ fn scope_message(scope: &InstrumentationScope) -> Vec<u8> {
 struct Redactor<'a> {
     rules: &'a Redaction,
     count: u64,
-    /// Keys judged already, by their text: a service's keys are mostly the same few field names.
-    /// Saves the shared key cache's lock and hash for each attribute.
-    keys: &'a mut Vec<(Box<str>, bool)>,
+    keys: &'a mut Keys,
+}
+
+/// Keys judged already, by their text: a service's keys are mostly the same few field names, in
+/// the same order span after span, so the entry after the last one found is tried first. Saves
+/// the shared key cache's lock and hash for each attribute.
+#[derive(Debug, Default)]
+struct Keys {
+    judged: Vec<(Box<str>, bool)>,
+    next: usize,
 }
 
 /// At most this many keys are remembered per batch or per thread.
@@ -502,12 +552,19 @@ impl Redactor<'_> {
         if !self.rules.enabled {
             return false;
         }
-        if let Some((_, hidden)) = self.keys.iter().find(|(k, _)| **k == *key) {
-            return *hidden;
+        let keys = &mut *self.keys;
+        let found = match keys.judged.get(keys.next) {
+            Some((k, _)) if **k == *key => Some(keys.next),
+            _ => keys.judged.iter().position(|(k, _)| **k == *key),
+        };
+        if let Some(i) = found {
+            keys.next = i + 1;
+            return keys.judged[i].1;
         }
         let hidden = self.rules.hides_key(key);
-        if self.keys.len() < REMEMBERED_KEYS {
-            self.keys.push((key.into(), hidden));
+        if keys.judged.len() < REMEMBERED_KEYS {
+            keys.judged.push((key.into(), hidden));
+            keys.next = keys.judged.len();
         }
         hidden
     }
@@ -652,15 +709,15 @@ fn any_value(buf: &mut Vec<u8>, value: &Value) {
     match value {
         Value::String(s) => string_always(buf, 1, s.as_str()),
         Value::Bool(b) => {
-            encode_key(2, WireType::Varint, buf);
-            encode_varint(u64::from(*b), buf);
+            key(buf, 2, WireType::Varint);
+            uvarint(buf, u64::from(*b));
         }
         Value::I64(i) => {
-            encode_key(3, WireType::Varint, buf);
-            encode_varint(*i as u64, buf);
+            key(buf, 3, WireType::Varint);
+            uvarint(buf, *i as u64);
         }
         Value::F64(f) => {
-            encode_key(4, WireType::SixtyFourBit, buf);
+            key(buf, 4, WireType::SixtyFourBit);
             buf.extend_from_slice(&f.to_bits().to_le_bytes());
         }
         Value::Array(Array::Bool(items)) => array(buf, items, |buf, b| any_value(buf, &Value::Bool(*b))),
@@ -682,20 +739,42 @@ fn framed(len: usize) -> usize {
 /// Starts a length-delimited field whose length is not known yet: its tag and a one-byte length,
 /// which [`close`] fixes (moving the content when the length needs more bytes).
 fn open(buf: &mut Vec<u8>, field: u32) -> usize {
-    encode_key(field, WireType::LengthDelimited, buf);
+    key(buf, field, WireType::LengthDelimited);
     buf.push(0);
     buf.len()
 }
 
 fn close(buf: &mut Vec<u8>, at: usize) {
     let len = buf.len() - at;
-    let n = encoded_len_varint(len as u64);
-    if n > 1 {
-        buf.resize(buf.len() + n - 1, 0);
-        buf.copy_within(at..at + len, at + n - 1);
+    if len < 0x80 {
+        // The one-byte length `open` left room for (most fields).
+        buf[at - 1] = len as u8;
+        return;
     }
+    let n = encoded_len_varint(len as u64);
+    buf.resize(buf.len() + n - 1, 0);
+    buf.copy_within(at..at + len, at + n - 1);
     let mut slot = &mut buf[at - 1..at - 1 + n];
     encode_varint(len as u64, &mut slot);
+}
+
+/// A field's key (its number and wire type); one byte for fields 1 to 15.
+fn key(buf: &mut Vec<u8>, field: u32, wire: WireType) {
+    let k = (field << 3) | wire as u32;
+    if k < 0x80 {
+        buf.push(k as u8);
+    } else {
+        encode_key(field, wire, buf);
+    }
+}
+
+/// A varint, one byte for values under 128 (lengths, most counts).
+fn uvarint(buf: &mut Vec<u8>, v: u64) {
+    if v < 0x80 {
+        buf.push(v as u8);
+    } else {
+        encode_varint(v, buf);
+    }
 }
 
 /// A string field, left out when empty (proto3: the default is not written).
@@ -710,28 +789,28 @@ fn string_always(buf: &mut Vec<u8>, field: u32, s: &str) {
 }
 
 fn bytes_always(buf: &mut Vec<u8>, field: u32, b: &[u8]) {
-    encode_key(field, WireType::LengthDelimited, buf);
-    encode_varint(b.len() as u64, buf);
+    key(buf, field, WireType::LengthDelimited);
+    uvarint(buf, b.len() as u64);
     buf.extend_from_slice(b);
 }
 
 fn varint(buf: &mut Vec<u8>, field: u32, v: u64) {
     if v != 0 {
-        encode_key(field, WireType::Varint, buf);
-        encode_varint(v, buf);
+        key(buf, field, WireType::Varint);
+        uvarint(buf, v);
     }
 }
 
 fn fixed64(buf: &mut Vec<u8>, field: u32, v: u64) {
     if v != 0 {
-        encode_key(field, WireType::SixtyFourBit, buf);
+        key(buf, field, WireType::SixtyFourBit);
         buf.extend_from_slice(&v.to_le_bytes());
     }
 }
 
 fn fixed32(buf: &mut Vec<u8>, field: u32, v: u32) {
     if v != 0 {
-        encode_key(field, WireType::ThirtyTwoBit, buf);
+        key(buf, field, WireType::ThirtyTwoBit);
         buf.extend_from_slice(&v.to_le_bytes());
     }
 }
@@ -976,8 +1055,24 @@ mod tests {
     }
 
     /// The batch encoded span by span, as lookout's span processor does at each span end.
-    fn items(batch: &[SpanData], encoder: &SpanEncoder) -> Vec<Item> {
-        batch.iter().cloned().map(|span| encoder.encode(span)).collect()
+    fn items(batch: &[SpanData], encoder: &SpanEncoder) -> Encoded {
+        let mut out = Encoded::default();
+        for span in batch {
+            let mut bytes = Vec::new();
+            if encoder.encode(span, &mut |b| bytes.extend_from_slice(b)) {
+                out.push_bytes(span.instrumentation_scope.clone(), &bytes);
+            } else {
+                out.items.push(Item::Whole(Box::new(span.clone())));
+            }
+        }
+        out
+    }
+
+    /// The one span's bytes.
+    fn one(span: &SpanData, encoder: &SpanEncoder) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        assert!(encoder.encode(span, &mut |b| bytes.extend_from_slice(b)));
+        bytes
     }
 
     #[test]
@@ -993,7 +1088,7 @@ mod tests {
             let encoded = EncodedResource::new(&resource);
             let encoder = SpanEncoder::new(redaction.clone(), 4_000_000);
             let items = items(&batch, &encoder);
-            assert!(items.iter().all(|i| matches!(i, Item::Encoded { .. })));
+            assert!(items.items.iter().all(|i| matches!(i, Item::Encoded { .. })));
             for limit in [4_000_000, 6_000] {
                 let whole = spans(&batch, &encoded, &redaction, limit);
                 let one_by_one = assemble(&items, &encoded, &redaction, limit);
@@ -1011,8 +1106,8 @@ mod tests {
         let resource = EncodedResource::new(&resource());
         let redaction = Redaction::default();
         let items = items(&batch, &SpanEncoder::new(redaction.clone(), 8_000));
-        assert!(matches!(items[1], Item::Whole(_)));
-        assert!(matches!(items[0], Item::Encoded { .. }) && matches!(items[2], Item::Encoded { .. }));
+        assert!(matches!(items.items[1], Item::Whole(_)));
+        assert!(matches!(items.items[0], Item::Encoded { .. }) && matches!(items.items[2], Item::Encoded { .. }));
         let got = assemble(&items, &resource, &redaction, 8_000);
         let want = spans(&batch, &resource, &redaction, 8_000);
         assert_eq!(got.cut, 1);
@@ -1024,8 +1119,7 @@ mod tests {
     fn each_encoder_judges_keys_by_its_own_rules_on_a_shared_thread() {
         // Two pipelines on one thread: what one remembered of a key must not leak to the other.
         let span = batch().remove(0);
-        let value_of = |item: &Item, key: &str| {
-            let Item::Encoded { bytes, .. } = item else { panic!("encoded") };
+        let value_of = |bytes: Vec<u8>, key: &str| {
             let span = Span::decode(&bytes[..]).expect("a span");
             let kv = span.attributes.into_iter().find(|kv| kv.key == key).expect("the key");
             format!("{:?}", kv.value)
@@ -1034,8 +1128,8 @@ mod tests {
         let open = SpanEncoder::new(Redaction::default(), 4_000_000);
         let strict = SpanEncoder::new(Redaction::default().extra_keys(["negative"]), 4_000_000);
         for _ in 0..2 {
-            assert!(value_of(&open.encode(span.clone()), "negative").contains("IntValue(-5)"));
-            assert!(value_of(&strict.encode(span.clone()), "negative").contains(REDACTED));
+            assert!(value_of(one(&span, &open), "negative").contains("IntValue(-5)"));
+            assert!(value_of(one(&span, &strict), "negative").contains(REDACTED));
         }
     }
 
@@ -1043,7 +1137,7 @@ mod tests {
     fn a_glance_reads_what_the_view_needs() {
         let encoder = SpanEncoder::new(Redaction::default(), 4_000_000);
         for span in batch() {
-            let Item::Encoded { bytes, .. } = encoder.encode(span.clone()) else { panic!("encoded") };
+            let bytes = one(&span, &encoder);
             let g = glance(&bytes).expect("a span");
             assert_eq!(g.trace_id, span.span_context.trace_id());
             assert_eq!(g.name, span.name);
@@ -1052,5 +1146,35 @@ mod tests {
             assert_eq!(g.error, matches!(span.status, Status::Error { .. }));
         }
         assert!(glance(&[0x0a, 0x05, 1]).is_none(), "a field longer than the bytes");
+    }
+
+    #[test]
+    fn a_backlog_is_taken_a_batch_at_a_time_with_its_own_bytes() {
+        let mut batch = batch();
+        batch[4].attributes.push(KeyValue::new("huge", "y".repeat(20_000)));
+        let resource = EncodedResource::new(&resource());
+        let redaction = Redaction::default();
+        let mut waiting = items(&batch, &SpanEncoder::new(redaction.clone(), 8_000));
+        let all = spans_of(&expected(&batch, &resource.resource, &redaction));
+        let mut got = Vec::new();
+        while !waiting.items.is_empty() {
+            let front = waiting.split_off_front(5);
+            assert!(front.items.len() <= 5);
+            let parts = assemble(&front, &resource, &redaction, 8_000);
+            got.extend(parts.parts.iter().flat_map(|(b, _)| spans_of(&decode(b))));
+        }
+        assert!(waiting.bytes.is_empty(), "every byte went with its span");
+        // Each batch groups its spans by scope: compare span by span.
+        let (mut got, mut all) = (got, all);
+        got.sort_by(|a, b| a.span_id.cmp(&b.span_id));
+        all.sort_by(|a, b| a.span_id.cmp(&b.span_id));
+        assert_eq!(got.len(), all.len());
+        let huge = batch[4].span_context.span_id().to_bytes().to_vec();
+        for (got, want) in got.iter().zip(&all) {
+            assert_eq!(got.span_id, want.span_id, "every span once");
+            if got.span_id != huge {
+                assert_eq!(got, want);
+            }
+        }
     }
 }

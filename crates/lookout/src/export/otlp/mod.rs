@@ -236,12 +236,12 @@ impl Client {
     /// Sends spans encoded already on the threads that ended them ([`batch`]).
     async fn deliver_encoded(
         &self,
-        items: Vec<encode::Item>,
+        batch: encode::Encoded,
         resource: &encode::EncodedResource,
     ) -> OTelSdkResult {
         let started = Instant::now();
-        let encoded = encode::assemble(&items, resource, &self.redaction, self.max_request_bytes);
-        drop(items);
+        let encoded = encode::assemble(&batch, resource, &self.redaction, self.max_request_bytes);
+        drop(batch);
         let parts = encoded
             .parts
             .into_iter()
@@ -595,11 +595,11 @@ impl OtlpExporter {
     /// Exports spans encoded already ([`batch`]), as [`SpanExporter::export`] does a batch.
     pub(crate) fn export_encoded(
         &self,
-        items: Vec<encode::Item>,
+        batch: encode::Encoded,
     ) -> impl Future<Output = OTelSdkResult> + Send + 'static {
         let resource = self.encoded_resource.clone();
         self.deliver(move |client: Arc<Client>| async move {
-            client.deliver_encoded(items, &resource).await
+            client.deliver_encoded(batch, &resource).await
         })
     }
 }
