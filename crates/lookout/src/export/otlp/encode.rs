@@ -297,7 +297,9 @@ pub(crate) fn assemble(
     redaction: &Redaction,
     limit: usize,
 ) -> Parts {
-    let mut groups: Vec<(&InstrumentationScope, Vec<(&Item, &[u8])>)> = Vec::new();
+    /// A scope and its spans, with their bytes.
+    type Group<'a> = (&'a InstrumentationScope, Vec<(&'a Item, &'a [u8])>);
+    let mut groups: Vec<Group<'_>> = Vec::new();
     for (item, bytes) in batch.pieces() {
         let scope = match item {
             Item::Encoded { scope, .. } => scope,
