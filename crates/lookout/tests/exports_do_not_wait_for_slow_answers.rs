@@ -1,4 +1,4 @@
-//! With several exports allowed in flight (`LOOKOUT_EXPORT_CONCURRENCY`, 4 by default), the batch
+//! With several exports allowed in flight (`LOOKOUT_EXPORT_CONCURRENCY`, 16 by default; 4 here), the batch
 //! worker sends the next batch while a slow collector has not answered the last, and the
 //! accounting stays exact: every span created is exported once the answers come.
 
@@ -80,6 +80,7 @@ fn batches_go_out_while_earlier_ones_wait_for_their_answer() {
             ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
             ("OTEL_BSP_SCHEDULE_DELAY", "20"),
             ("LOOKOUT_VIEW", "off"),
+            ("LOOKOUT_EXPORT_CONCURRENCY", "4"),
         ])
         .console(lookout::ConsoleFormat::Off)
         .init()

@@ -387,8 +387,8 @@ impl Settings {
 
         let view = o.view.clone().unwrap_or_else(|| view_from_env(&mut env));
         let export_concurrency = env
-            .number("LOOKOUT_EXPORT_CONCURRENCY", 1, 64, "4")
-            .map_or(4, |n| n as usize);
+            .number("LOOKOUT_EXPORT_CONCURRENCY", 1, 64, "16")
+            .map_or(DEFAULT_EXPORT_CONCURRENCY, |n| n as usize);
 
         if !problems.is_empty() {
             // The same problem found for each signal is said once.
@@ -436,6 +436,12 @@ impl Settings {
         Ok((settings, env.warnings))
     }
 }
+
+/// Exports in flight at once by default: a collector that answers each export when it cuts its own
+/// batch (rotel's gRPC receiver: tens of milliseconds) is kept busy at 100,000 spans a second with
+/// batches of 512; the OpenTelemetry Collector's own exporters default to 10 consumers. Each
+/// holds one batch: encoded spans are about 200 bytes each, so 16 in flight is some 1.6 MB.
+pub(crate) const DEFAULT_EXPORT_CONCURRENCY: usize = 16;
 
 /// The local view's bounds from `LOOKOUT_VIEW*`; a bad value warns and keeps the default.
 fn view_from_env(env: &mut EnvReader<'_>) -> crate::view::ViewOptions {
