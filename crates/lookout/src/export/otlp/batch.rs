@@ -98,7 +98,8 @@ impl EncodingBatch {
             wake: Condvar::new(),
             settled: Condvar::new(),
             max_batch,
-            delay: batch.scheduled_delay,
+            // Validated above zero; a floor all the same, so that the idle worker never spins.
+            delay: batch.scheduled_delay.max(Duration::from_millis(1)),
             queue,
             exporter: Mutex::new(exporter),
             view: runtime.view(),

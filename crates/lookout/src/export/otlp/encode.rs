@@ -946,16 +946,21 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn writes_what_opentelemetry_proto_writes_redacted_the_same_way() {
-        let batch = batch();
-        let resource = resource();
-        for redaction in [
+    /// The redaction configurations every comparison runs under.
+    fn redactions() -> [Redaction; 4] {
+        [
             Redaction::default(),
             Redaction::default().emails(true).extra_keys(["region"]),
             Redaction::default().allow_only(["order.id", "url.full"]),
             Redaction::off(),
-        ] {
+        ]
+    }
+
+    #[test]
+    fn writes_what_opentelemetry_proto_writes_redacted_the_same_way() {
+        let batch = batch();
+        let resource = resource();
+        for redaction in redactions() {
             let parts = spans(&batch, &EncodedResource::new(&resource), &redaction, 4_000_000);
             assert_eq!(parts.parts.len(), 1, "one request");
             assert_eq!(parts.cut, 0);
@@ -1085,12 +1090,7 @@ mod tests {
     fn spans_encoded_as_they_end_make_the_same_requests() {
         let batch = batch();
         let resource = resource();
-        for redaction in [
-            Redaction::default(),
-            Redaction::default().emails(true).extra_keys(["region"]),
-            Redaction::default().allow_only(["order.id", "url.full"]),
-            Redaction::off(),
-        ] {
+        for redaction in redactions() {
             let encoded = EncodedResource::new(&resource);
             let encoder = SpanEncoder::new(redaction.clone(), 4_000_000);
             let items = items(&batch, &encoder);

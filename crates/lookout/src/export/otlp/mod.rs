@@ -224,13 +224,7 @@ impl Client {
         let started = Instant::now();
         let encoded = encode::spans(&batch, resource, &self.redaction, self.max_request_bytes);
         drop(batch);
-        let parts = encoded
-            .parts
-            .into_iter()
-            .map(|(part, items)| (self.compressed(part), items))
-            .collect();
-        self.deliver_parts::<ExportTraceServiceRequest>(started, parts, encoded.cut)
-            .await
+        self.deliver_span_parts(started, encoded).await
     }
 
     /// Sends spans encoded already on the threads that ended them ([`batch`]).
@@ -242,6 +236,11 @@ impl Client {
         let started = Instant::now();
         let encoded = encode::assemble(&batch, resource, &self.redaction, self.max_request_bytes);
         drop(batch);
+        self.deliver_span_parts(started, encoded).await
+    }
+
+    /// Sends span requests written by [`encode`], compressed as the transport wants.
+    async fn deliver_span_parts(&self, started: Instant, encoded: encode::Parts) -> OTelSdkResult {
         let parts = encoded
             .parts
             .into_iter()
