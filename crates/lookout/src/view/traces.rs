@@ -245,17 +245,10 @@ impl Traces {
                     let Some(glance) = crate::export::glance(bytes) else {
                         continue;
                     };
-                    self.seen += 1;
                     let duration = Duration::from_nanos(glance.end.saturating_sub(glance.start));
-                    let (trace_id, error) = (glance.trace_id, glance.error);
-                    let slowest = self.summarise(glance.name, duration, error, trace_id);
-                    if !self.admit(trace_id, error, slowest) {
-                        self.skipped += 1;
-                        continue;
-                    }
-                    if let Some(record) = encoded::record(bytes, scope.name(), duration, redaction) {
-                        self.insert(record);
-                    }
+                    self.add_one(glance.name, duration, glance.error, glance.trace_id, || {
+                        encoded::record(bytes, scope.name(), duration, redaction)
+                    });
                 }
             }
         }
@@ -275,20 +268,35 @@ impl Traces {
     }
 
     fn add_data(&mut self, span: &SpanData, redaction: &Redaction) {
-        self.seen += 1;
         let duration = span
             .end_time
             .duration_since(span.start_time)
             .unwrap_or_default();
         let error = matches!(span.status, Status::Error { .. });
         let trace_id = span.span_context.trace_id();
-        let slowest = self.summarise(&span.name, duration, error, trace_id);
+        self.add_one(&span.name, duration, error, trace_id, || {
+            Some(record(span, duration, redaction))
+        });
+    }
+
+    /// Counts a span in the summary, and keeps its record (made only then) when it is admitted.
+    fn add_one(
+        &mut self,
+        name: &str,
+        duration: Duration,
+        error: bool,
+        trace_id: TraceId,
+        record: impl FnOnce() -> Option<SpanRecord>,
+    ) {
+        self.seen += 1;
+        let slowest = self.summarise(name, duration, error, trace_id);
         if !self.admit(trace_id, error, slowest) {
             self.skipped += 1;
             return;
         }
-        let record = record(span, duration, redaction);
-        self.insert(record);
+        if let Some(record) = record() {
+            self.insert(record);
+        }
     }
 
     /// Counts the span in its name's summary; whether it is the slowest of its name so far.
