@@ -40,6 +40,9 @@ fn a_hung_collector_is_said_within_seconds_and_named_as_the_cause_of_drops() {
                 ("OTEL_BSP_SCHEDULE_DELAY", "200"),
                 ("OTEL_BSP_MAX_QUEUE_SIZE", "5"),
                 ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "5"),
+                // Two exports held by the hung collector, then the queue: full after 15 spans,
+                // while the program runs (16 in flight, the default, would hold all 40).
+                ("LOOKOUT_EXPORT_CONCURRENCY", "2"),
                 ("OTEL_METRICS_EXPORTER", "none"),
                 ("OTEL_LOGS_EXPORTER", "none"),
                 ("LOOKOUT_SHUTDOWN_TIMEOUT", "1000"),
