@@ -72,7 +72,10 @@ impl EncodedResource {
 }
 
 /// Encodes `batch` as export requests of at most `limit` bytes: one resource, the spans grouped by
-/// instrumentation scope in the order each scope first appears, spans in their order.
+/// instrumentation scope in the order each scope first appears, spans in their order. The tests'
+/// reference for [`assemble`] (what lookout's span processor sends), checked itself against
+/// opentelemetry-proto's conversion.
+#[cfg(test)]
 pub(crate) fn spans(
     batch: &[SpanData],
     resource: &EncodedResource,
@@ -466,6 +469,7 @@ impl Writer<'_> {
     }
 
     /// Whether a span of `len` bytes fits in a part of its own.
+    #[cfg(test)]
     fn fits_alone(&self, len: usize, scope_len: usize, scope_schema: &str) -> bool {
         let shells = 2 * 6 + framed(self.resource.message.len()) + framed(scope_len);
         shells + framed(len) + self.tail(scope_schema) <= self.limit

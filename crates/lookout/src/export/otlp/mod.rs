@@ -215,18 +215,6 @@ impl Client {
         self.deliver_parts::<M>(started, parts, split.cut).await
     }
 
-    /// Encodes `batch` straight to protobuf ([`encode`]) and sends it.
-    async fn deliver_spans(
-        &self,
-        batch: Vec<SpanData>,
-        resource: &encode::EncodedResource,
-    ) -> OTelSdkResult {
-        let started = Instant::now();
-        let encoded = encode::spans(&batch, resource, &self.redaction, self.max_request_bytes);
-        drop(batch);
-        self.deliver_span_parts(started, encoded).await
-    }
-
     /// Sends spans encoded already on the threads that ended them ([`batch`]).
     async fn deliver_encoded(
         &self,
@@ -236,11 +224,6 @@ impl Client {
         let started = Instant::now();
         let encoded = encode::assemble(&batch, resource, &self.redaction, self.max_request_bytes);
         drop(batch);
-        self.deliver_span_parts(started, encoded).await
-    }
-
-    /// Sends span requests written by [`encode`], compressed as the transport wants.
-    async fn deliver_span_parts(&self, started: Instant, encoded: encode::Parts) -> OTelSdkResult {
         let parts = encoded
             .parts
             .into_iter()
@@ -604,25 +587,16 @@ impl OtlpExporter {
 }
 
 impl SpanExporter for OtlpExporter {
+    /// `http/json` only: spans sent as protobuf are encoded as they end ([`batch`]).
     fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
-        let spans = if self.client.protobuf() {
-            // Encoded in the background task, off the batch worker.
-            Ok((batch, self.encoded_resource.clone()))
-        } else {
-            let resource = ResourceAttributesWithSchema::from(&self.resource);
-            Err(ExportTraceServiceRequest {
-                resource_spans:
-                    opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope(
-                        batch, &resource,
-                    ),
-            })
+        let resource = ResourceAttributesWithSchema::from(&self.resource);
+        let request = ExportTraceServiceRequest {
+            resource_spans:
+                opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope(
+                    batch, &resource,
+                ),
         };
-        self.deliver(move |client: Arc<Client>| async move {
-            match spans {
-                Ok((batch, resource)) => client.deliver_spans(batch, &resource).await,
-                Err(request) => client.deliver(request).await,
-            }
-        })
+        self.deliver(move |client: Arc<Client>| async move { client.deliver(request).await })
     }
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
         Ok(())
