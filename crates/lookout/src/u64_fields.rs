@@ -1,32 +1,38 @@
 //! tracing-opentelemetry 0.34 records `u64` span fields through `record_debug`, so they reach
 //! OTLP as strings (tracing #3104). lookout sets them back to integers when the span ends, with no
-//! work on the span itself:
-//! - [`U64Fields`], placed *before* tracing-opentelemetry's layer, keeps a span's `u64` values in
-//!   the span's extensions when they are recorded (only spans that have some), and when the span
-//!   closes — just before tracing-opentelemetry's layer ends the OpenTelemetry span — hands them
-//!   to the closing thread;
+//! work on the span itself and, in the usual case, nothing stored per span:
+//! - [`U64Fields`], placed *before* tracing-opentelemetry's layer, notes per callsite which of its
+//!   fields have carried a `u64` (a field's type at a callsite is the type of its expression, so
+//!   the first span tells what every later one holds); when a span closes — just before
+//!   tracing-opentelemetry's layer ends the OpenTelemetry span — it hands the callsite's fields
+//!   and those positions to the closing thread;
 //! - lookout's span processor (`SpanIntake::on_end`, called by that layer's close, on the same
 //!   thread) gives them back to the ended span's attributes ([`apply_closing`]): the string value
-//!   of the key becomes the integer, in place;
+//!   of such a key, the decimal tracing-opentelemetry wrote, becomes the integer, in place;
 //! - [`U64FieldsDone`], placed after it, clears what the close left (an unsampled span ends with no
 //!   `on_end`), so nothing crosses to another span.
 //!
-//! This replaced setting them again on the OpenTelemetry span while the span was created
-//! (`get_otel_context` and `set_attribute`, a second attribute to remove later): 2,600 instructions
-//! a span with a `u64` field (BENCHMARKS.md, span cost against the peers).
+//! What the callsite cannot tell is kept per span, in the span's extensions, with the exact
+//! values: a field recorded later (`Span::record`, whose value can be of any type), a field whose
+//! type differs between spans of one callsite (a span in a generic function: one callsite for
+//! every instantiation), and every callsite once [`CALLSITES`] are known.
+//!
+//! History (BENCHMARKS.md, span cost against the peers): setting the values again on the
+//! OpenTelemetry span while it was created cost 2,600 instructions a span with a `u64` field;
+//! keeping them in each span's extensions, 1,300; the per-callsite positions, a few hundred.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed};
 
 use opentelemetry::{KeyValue, Value};
-use tracing::Subscriber;
-use tracing::field::{Field, Visit};
+use tracing::field::{Field, FieldSet, Visit};
 use tracing::span::{Attributes, Id, Record};
+use tracing::{Metadata, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-/// Keeps `u64` values and hands them over at close; placed before the span layer.
+/// Notes `u64` fields and hands them over at close; placed before the span layer.
 #[derive(Debug, Default)]
 pub(crate) struct U64Fields;
 
@@ -34,29 +40,187 @@ pub(crate) struct U64Fields;
 #[derive(Debug, Default)]
 pub(crate) struct U64FieldsDone;
 
-/// A span's `u64` values (key, value), the latest per key; in the span's extensions.
-#[derive(Default)]
-struct Kept(Vec<(&'static str, i64)>);
+/// How many callsites with `u64` fields are told apart; past this, spans of further callsites
+/// keep their values in their extensions (the exact, slower way).
+pub(crate) const CALLSITES: usize = 1024;
 
-/// Spans with [`Kept`] values not closed yet: while there are none, a close costs nothing.
-static OPEN: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    /// The closing span's values, from its close to its `on_end` on this thread.
-    static CLOSING: RefCell<Vec<(&'static str, i64)>> = const { RefCell::new(Vec::new()) };
+/// One callsite: its metadata's address (0: free) and, by field position (the first 64), the
+/// fields seen holding a `u64` and those seen holding something else.
+struct Callsite {
+    meta: AtomicUsize,
+    u64s: AtomicU64,
+    others: AtomicU64,
 }
 
-impl Visit for Kept {
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        // Values above i64::MAX have no OTLP integer form and stay strings.
-        if let Ok(v) = i64::try_from(value) {
-            match self.0.iter_mut().find(|(name, _)| *name == field.name()) {
-                Some(kept) => kept.1 = v,
-                None => self.0.push((field.name(), v)),
-            }
+/// An open-addressed table written once per callsite and field type, read with plain loads: no
+/// lock and no shared write on a span's path once its callsite is known.
+static TABLE: [Callsite; CALLSITES] = [const {
+    Callsite {
+        meta: AtomicUsize::new(0),
+        u64s: AtomicU64::new(0),
+        others: AtomicU64::new(0),
+    }
+}; CALLSITES];
+
+/// Whether [`TABLE`] has any callsite: while it has none, a close costs nothing.
+static NOTED: AtomicBool = AtomicBool::new(false);
+
+/// Spans with [`Kept`] values not closed yet.
+static OPEN: AtomicUsize = AtomicUsize::new(0);
+
+fn address(meta: &'static Metadata<'static>) -> usize {
+    std::ptr::from_ref(meta) as usize
+}
+
+/// How far a callsite may be from its home slot; a callsite that finds no room this near goes
+/// the exact way, and a look-up never reads more than this many slots.
+const PROBES: usize = 32;
+
+/// The slots a callsite may be in, in probe order.
+fn probe(meta: usize) -> impl Iterator<Item = &'static Callsite> {
+    let home = ((meta as u64 >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize;
+    (0..PROBES).map(move |i| &TABLE[(home + i) % CALLSITES])
+}
+
+/// The callsite's entry, if it has one.
+fn find(meta: usize) -> Option<&'static Callsite> {
+    for slot in probe(meta) {
+        match slot.meta.load(Acquire) {
+            m if m == meta => return Some(slot),
+            0 => return None,
+            _ => {}
         }
     }
-    fn record_debug(&mut self, _: &Field, _: &dyn std::fmt::Debug) {}
+    None
+}
+
+/// The callsite's entry, made if it has none; `None` when the table is full.
+fn find_or_add(meta: usize) -> Option<&'static Callsite> {
+    for slot in probe(meta) {
+        let found = match slot.meta.load(Acquire) {
+            0 => slot
+                .meta
+                .compare_exchange(0, meta, std::sync::atomic::Ordering::AcqRel, Acquire)
+                .unwrap_or_else(|now| now),
+            m => m,
+        };
+        if found == 0 || found == meta {
+            NOTED.store(true, Relaxed);
+            return Some(slot);
+        }
+    }
+    None
+}
+
+/// Adds `bits` to `mask` unless it has them all (a load, then a write only when something is new).
+fn add(mask: &AtomicU64, bits: u64) -> u64 {
+    let now = mask.load(Acquire);
+    if now & bits == bits {
+        return now;
+    }
+    mask.fetch_or(bits, std::sync::atomic::Ordering::AcqRel) | bits
+}
+
+fn bit(field: &Field) -> u64 {
+    1_u64.checked_shl(field.index() as u32).unwrap_or(0)
+}
+
+/// Which fields of a span hold a `u64` and which hold a value tracing-opentelemetry writes as a
+/// string (a field past the 64th is in neither: it goes the exact way).
+#[derive(Default)]
+struct Types {
+    u64s: u64,
+    others: u64,
+    beyond: bool,
+}
+
+impl Visit for Types {
+    fn record_u64(&mut self, field: &Field, _: u64) {
+        match bit(field) {
+            0 => self.beyond = true,
+            b => self.u64s |= b,
+        }
+    }
+    // Written as typed values: they never read back as a `u64`'s decimal.
+    fn record_i64(&mut self, _: &Field, _: i64) {}
+    fn record_f64(&mut self, _: &Field, _: f64) {}
+    fn record_bool(&mut self, _: &Field, _: bool) {}
+    fn record_debug(&mut self, field: &Field, _: &dyn std::fmt::Debug) {
+        self.others |= bit(field);
+    }
+}
+
+/// A span's own verdicts, in its extensions: per key, the latest value when it was a `u64` that
+/// fits an `i64`, `None` when the latest value was anything else (the callsite's positions do not
+/// apply to that key then).
+#[derive(Default)]
+struct Kept(Vec<(&'static str, Option<i64>)>);
+
+impl Kept {
+    fn set(&mut self, name: &'static str, value: Option<i64>) {
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some(kept) => kept.1 = value,
+            None => self.0.push((name, value)),
+        }
+    }
+}
+
+/// Collects [`Kept`] verdicts: every field (`all`), or only the `u64` ones.
+struct Exact {
+    kept: Kept,
+    all: bool,
+}
+
+impl Visit for Exact {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        // Values above i64::MAX have no OTLP integer form and stay strings.
+        self.kept.set(field.name(), i64::try_from(value).ok());
+    }
+    fn record_debug(&mut self, field: &Field, _: &dyn std::fmt::Debug) {
+        if self.all {
+            self.kept.set(field.name(), None);
+        }
+    }
+}
+
+/// What a closing span hands to its `on_end`: its callsite's fields, the positions that hold a
+/// `u64` there, and its own verdicts.
+#[derive(Default)]
+struct Closing {
+    fields: Option<&'static FieldSet>,
+    u64s: u64,
+    kept: Vec<(&'static str, Option<i64>)>,
+}
+
+thread_local! {
+    /// The closing span's hand-over, from its close to its `on_end` on this thread.
+    static CLOSING: RefCell<Closing> = const {
+        RefCell::new(Closing { fields: None, u64s: 0, kept: Vec::new() })
+    };
+}
+
+fn keep<S>(id: &Id, ctx: &Context<'_, S>, found: Kept)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    if found.0.is_empty() {
+        return;
+    }
+    let Some(span) = ctx.span(id) else {
+        return;
+    };
+    let mut extensions = span.extensions_mut();
+    match extensions.get_mut::<Kept>() {
+        Some(kept) => {
+            for (name, value) in found.0 {
+                kept.set(name, value);
+            }
+        }
+        None => {
+            extensions.insert(found);
+            OPEN.fetch_add(1, Relaxed);
+        }
+    }
 }
 
 impl<S> Layer<S> for U64Fields
@@ -64,58 +228,81 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let mut found = Kept::default();
-        attrs.record(&mut found);
-        if found.0.is_empty() {
-            return;
-        }
-        if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(found);
-            OPEN.fetch_add(1, Relaxed);
+        let mut types = Types::default();
+        attrs.record(&mut types);
+        let meta = address(attrs.metadata());
+        let exact = if types.u64s == 0 {
+            // Nothing to give back for this span; note its other types if the callsite is known
+            // (a field that held a `u64` in an earlier span of it is ambiguous from now on).
+            if types.others != 0
+                && let Some(site) = find(meta)
+            {
+                add(&site.others, types.others);
+            }
+            types.beyond
+        } else {
+            match find_or_add(meta) {
+                Some(site) => {
+                    let u64s = add(&site.u64s, types.u64s);
+                    let others = add(&site.others, types.others);
+                    types.beyond || types.u64s & u64s & others != 0
+                }
+                None => true,
+            }
+        };
+        if exact {
+            let mut found = Exact {
+                kept: Kept::default(),
+                all: false,
+            };
+            attrs.record(&mut found);
+            keep(id, &ctx, found.kept);
         }
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        let mut found = Kept::default();
-        values.record(&mut found);
-        if found.0.is_empty() {
-            return;
-        }
-        let Some(span) = ctx.span(id) else {
-            return;
+        // A value recorded later can be of any type: the span keeps its own verdict per key.
+        let mut found = Exact {
+            kept: Kept::default(),
+            all: true,
         };
-        let mut extensions = span.extensions_mut();
-        match extensions.get_mut::<Kept>() {
-            Some(kept) => {
-                for (name, value) in found.0 {
-                    match kept.0.iter_mut().find(|(n, _)| *n == name) {
-                        Some(old) => old.1 = value,
-                        None => kept.0.push((name, value)),
-                    }
-                }
-            }
-            None => {
-                extensions.insert(found);
-                OPEN.fetch_add(1, Relaxed);
-            }
-        }
+        values.record(&mut found);
+        keep(id, &ctx, found.kept);
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        if OPEN.load(Relaxed) == 0 {
+        let open = OPEN.load(Relaxed) != 0;
+        if !open && !NOTED.load(Relaxed) {
             return;
         }
         let Some(span) = ctx.span(&id) else {
             return;
         };
-        if let Some(kept) = span.extensions_mut().remove::<Kept>() {
+        let meta = span.metadata();
+        // Positions that held a `u64` and never anything else at this callsite.
+        let u64s = find(address(meta)).map_or(0, |site| {
+            site.u64s.load(Acquire) & !site.others.load(Acquire)
+        });
+        let kept = if open {
+            span.extensions_mut().remove::<Kept>()
+        } else {
+            None
+        };
+        if kept.is_some() {
             OPEN.fetch_sub(1, Relaxed);
-            let _ = CLOSING.try_with(|c| {
-                if let Ok(mut c) = c.try_borrow_mut() {
-                    *c = kept.0;
-                }
-            });
         }
+        if u64s == 0 && kept.is_none() {
+            return;
+        }
+        let _ = CLOSING.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                *c = Closing {
+                    fields: Some(meta.fields()),
+                    u64s,
+                    kept: kept.map(|k| k.0).unwrap_or_default(),
+                };
+            }
+        });
     }
 }
 
@@ -123,27 +310,51 @@ impl<S: Subscriber> Layer<S> for U64FieldsDone {
     fn on_close(&self, _: Id, _: Context<'_, S>) {
         // Left only when the span had values and ended without `on_end` (not sampled).
         let _ = CLOSING.try_with(|c| {
-            if let Ok(mut c) = c.try_borrow_mut() {
-                c.clear();
+            if let Ok(mut c) = c.try_borrow_mut()
+                && c.fields.is_some()
+            {
+                c.fields = None;
+                c.u64s = 0;
+                c.kept.clear();
             }
         });
     }
 }
 
-/// Gives the closing span's `u64` values back to its attributes: the last attribute of each key,
-/// if it holds the value's decimal string (as tracing-opentelemetry wrote it), becomes the
-/// integer. Called by the span processor's `on_end` on the closing thread.
+/// Gives the closing span's `u64` values back to its attributes: the last attribute of each such
+/// key, if it holds an integer's decimal string (as tracing-opentelemetry wrote it; the span's own
+/// value when it kept one), becomes the integer. Called by the span processor's `on_end` on the
+/// closing thread.
 pub(crate) fn apply_closing(attributes: &mut [KeyValue]) {
+    fn give_back(attributes: &mut [KeyValue], name: &str, expected: Option<i64>) {
+        if let Some(kv) = attributes.iter_mut().rev().find(|kv| kv.key.as_str() == name)
+            && let Value::String(s) = &kv.value
+            && let Ok(value) = s.as_str().parse::<i64>()
+            && expected.is_none_or(|e| e == value)
+        {
+            kv.value = Value::I64(value);
+        }
+    }
     let _ = CLOSING.try_with(|c| {
         let Ok(mut closing) = c.try_borrow_mut() else {
             return;
         };
-        for (name, value) in closing.drain(..) {
-            if let Some(kv) = attributes.iter_mut().rev().find(|kv| kv.key.as_str() == name)
-                && let Value::String(s) = &kv.value
-                && s.as_str().parse::<i64>() == Ok(value)
-            {
-                kv.value = Value::I64(value);
+        let Some(fields) = closing.fields.take() else {
+            return;
+        };
+        let u64s = std::mem::take(&mut closing.u64s);
+        if u64s != 0 {
+            for field in fields.iter() {
+                if bit(&field) & u64s != 0
+                    && !closing.kept.iter().any(|(n, _)| *n == field.name())
+                {
+                    give_back(attributes, field.name(), None);
+                }
+            }
+        }
+        for (name, value) in closing.kept.drain(..) {
+            if let Some(value) = value {
+                give_back(attributes, name, Some(value));
             }
         }
     });

@@ -1,8 +1,9 @@
 //! `u64` span fields reach the exporter as integers, once per key, whether recorded when the span
 //! is created or later (tracing-opentelemetry 0.34 writes them as strings; lookout gives the
 //! integer back when the span ends), while a `u64` above `i64::MAX` and a string that reads as a
-//! number stay strings, an unsampled span's values never reach the next span, and spans on
-//! several threads keep their own values.
+//! number stay strings, an unsampled span's values never reach the next span, spans on several
+//! threads keep their own values, a callsite shared by a generic function's instantiations gives
+//! each span its own type, and a `u64` recorded again as text stays text.
 
 use std::sync::{Arc, Mutex};
 
@@ -67,6 +68,21 @@ fn u64_fields_are_integers_once_per_key() {
     }
     // A span with no u64 field after one that had some.
     tracing::info_span!("plain", text = "42").in_scope(|| {});
+    // One callsite whose field is a `u64` in one span and text in another: a generic function's
+    // callsite is shared by every instantiation.
+    fn generic<T: tracing::Value>(name: &'static str, v: T) {
+        tracing::info_span!("generic", which = name, v = v).in_scope(|| {});
+    }
+    generic("first", 5_u64);
+    generic("text", "6");
+    generic("after", 7_u64);
+    generic("text again", "8");
+    // A `u64` field recorded again as text that reads as a number: the text is the last value.
+    {
+        let span = tracing::info_span!("rerecorded", id = 5_u64);
+        span.record("id", "77");
+    }
+    tracing::info_span!("rerecorded", id = 6_u64).in_scope(|| {});
     // An unsampled span (its remote parent is not sampled: parent-based sampling, the default)
     // with a u64 value, then an OpenTelemetry API span with the same key and text.
     {
@@ -130,6 +146,29 @@ fn u64_fields_are_integers_once_per_key() {
     assert!(
         attributes(&spans, "unsampled").is_empty(),
         "not sampled, not exported"
+    );
+    let generic: Vec<(String, Vec<&Value>)> = attributes(&spans, "generic")
+        .iter()
+        .map(|a| (value(a, "which")[0].as_str().into_owned(), value(a, "v")))
+        .collect();
+    assert_eq!(
+        generic,
+        [
+            ("first".to_owned(), vec![&Value::I64(5)]),
+            ("text".to_owned(), vec![&Value::String("6".into())]),
+            ("after".to_owned(), vec![&Value::I64(7)]),
+            ("text again".to_owned(), vec![&Value::String("8".into())]),
+        ],
+        "each span's own type, though the callsite is one"
+    );
+    let rerecorded: Vec<Vec<&Value>> = attributes(&spans, "rerecorded")
+        .iter()
+        .map(|a| value(a, "id"))
+        .collect();
+    assert_eq!(
+        rerecorded,
+        [vec![&Value::String("77".into())], vec![&Value::I64(6)]],
+        "the last value's type, and the callsite's positions still serve the next span"
     );
     let plain = attributes(&spans, "plain");
     assert_eq!(value(plain[0], "text"), [&Value::String("42".into())]);
