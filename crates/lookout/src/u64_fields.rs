@@ -327,7 +327,10 @@ impl<S: Subscriber> Layer<S> for U64FieldsDone {
 /// closing thread.
 pub(crate) fn apply_closing(attributes: &mut [KeyValue]) {
     fn give_back(attributes: &mut [KeyValue], name: &str, expected: Option<i64>) {
-        if let Some(kv) = attributes.iter_mut().rev().find(|kv| kv.key.as_str() == name)
+        if let Some(kv) = attributes
+            .iter_mut()
+            .rev()
+            .find(|kv| same_key(kv.key.as_str(), name))
             && let Value::String(s) = &kv.value
             && let Ok(value) = s.as_str().parse::<i64>()
             && expected.is_none_or(|e| e == value)
@@ -360,12 +363,45 @@ pub(crate) fn apply_closing(attributes: &mut [KeyValue]) {
     });
 }
 
+/// Whether two attribute keys are equal: compared inline, eight bytes at a time, not through
+/// `memcmp` (keys are short and compared a dozen times a span; the call cost more than the bytes).
+#[inline]
+pub(crate) fn same_key(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
+    let (mut a8, mut b8) = (a.chunks_exact(8), b.chunks_exact(8));
+    a8.by_ref().zip(b8.by_ref()).all(|(x, y)| word(x) == word(y))
+        && a8.remainder().iter().zip(b8.remainder()).all(|(x, y)| x == y)
+}
+
 /// Removes earlier attributes whose key appears again later, keeping the last value.
 pub(crate) fn dedup_keep_last(attributes: &mut Vec<KeyValue>) {
     // In place, without allocating unless a key is repeated (a field recorded again: rare).
     fn replaced(attributes: &[KeyValue], i: usize) -> bool {
         let key = attributes[i].key.as_str();
-        attributes[i + 1..].iter().any(|later| later.key.as_str() == key)
+        attributes[i + 1..]
+            .iter()
+            .any(|later| same_key(later.key.as_str(), key))
+    }
+    // The usual span has a handful of attributes, all keys different: their keys read once onto
+    // the stack, then compared by length first.
+    const FEW: usize = 16;
+    if attributes.len() <= FEW {
+        let mut keys = [""; FEW];
+        for (slot, kv) in keys.iter_mut().zip(attributes.iter()) {
+            *slot = kv.key.as_str();
+        }
+        let keys = &keys[..attributes.len()];
+        let repeated = keys
+            .iter()
+            .enumerate()
+            .any(|(i, k)| keys[i + 1..].iter().any(|later| same_key(later, k)));
+        if !repeated {
+            return;
+        }
     }
     let Some(first) = (0..attributes.len()).find(|&i| replaced(attributes, i)) else {
         return;
@@ -383,6 +419,21 @@ pub(crate) fn dedup_keep_last(attributes: &mut Vec<KeyValue>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_compare_by_every_byte() {
+        for (a, b, same) in [
+            ("", "", true),
+            ("order.id", "order.id", true),
+            ("order.id", "order.ic", false),
+            ("http.request.method", "http.request.method", true),
+            ("http.request.method", "http.request.methoD", false),
+            ("http.request.method", "xttp.request.method", false),
+            ("abc", "abcd", false),
+        ] {
+            assert_eq!(same_key(a, b), same, "{a} {b}");
+        }
+    }
 
     #[test]
     fn keeps_the_last_value_of_each_key_in_order() {
