@@ -15,7 +15,9 @@
 //! What the callsite cannot tell is kept per span, in the span's extensions, with the exact
 //! values: a field recorded later (`Span::record`, whose value can be of any type), a field whose
 //! type differs between spans of one callsite (a span in a generic function: one callsite for
-//! every instantiation), and every callsite once [`CALLSITES`] are known.
+//! every instantiation), and every callsite once [`CALLSITES`] are known. (A span of such a
+//! generic callsite that was already open when the callsite first showed its second type ends with
+//! that field as a string, tracing-opentelemetry's own form: once per callsite, at most.)
 //!
 //! History (BENCHMARKS.md, span cost against the peers): setting the values again on the
 //! OpenTelemetry span while it was created cost 2,600 instructions a span with a `u64` field;
