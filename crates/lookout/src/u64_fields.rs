@@ -24,7 +24,8 @@
 //! keeping them in each span's extensions, 1,300; the per-callsite positions, a few hundred.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 
 use opentelemetry::{KeyValue, Value};
 use tracing::field::{Field, FieldSet, Visit};
@@ -102,7 +103,7 @@ fn find_or_add(meta: usize) -> Option<&'static Callsite> {
         let found = match slot.meta.load(Acquire) {
             0 => slot
                 .meta
-                .compare_exchange(0, meta, std::sync::atomic::Ordering::AcqRel, Acquire)
+                .compare_exchange(0, meta, AcqRel, Acquire)
                 .unwrap_or_else(|now| now),
             m => m,
         };
@@ -120,7 +121,7 @@ fn add(mask: &AtomicU64, bits: u64) -> u64 {
     if now & bits == bits {
         return now;
     }
-    mask.fetch_or(bits, std::sync::atomic::Ordering::AcqRel) | bits
+    mask.fetch_or(bits, AcqRel) | bits
 }
 
 fn bit(field: &Field) -> u64 {
