@@ -99,6 +99,11 @@ fn find(meta: usize) -> Option<&'static Callsite> {
 
 /// The callsite's entry, made if it has none; `None` when the table is full.
 fn find_or_add(meta: usize) -> Option<&'static Callsite> {
+    // Said before any entry is made (the entry's release publishes it), and written once: a
+    // store on every span would be a shared write on its path.
+    if !NOTED.load(Relaxed) {
+        NOTED.store(true, Relaxed);
+    }
     for slot in probe(meta) {
         let found = match slot.meta.load(Acquire) {
             0 => slot
@@ -108,7 +113,6 @@ fn find_or_add(meta: usize) -> Option<&'static Callsite> {
             m => m,
         };
         if found == 0 || found == meta {
-            NOTED.store(true, Relaxed);
             return Some(slot);
         }
     }
