@@ -34,6 +34,93 @@ fn two_thousand_spans_all_arrive() {
     assert_eq!(indexes, (0..2000).collect::<Vec<i64>>());
 }
 
+/// The indexes of the `unit` spans received, sorted (a repeat shows twice).
+fn indexes(spans: &[lookout_testing::Span]) -> Vec<i64> {
+    let mut indexes: Vec<i64> = spans
+        .iter()
+        .filter_map(|s| match s.attributes.get("index") {
+            Some(Value::Int(i)) => Some(*i),
+            _ => None,
+        })
+        .collect();
+    indexes.sort_unstable();
+    indexes
+}
+
+#[test]
+fn spans_ended_on_eight_threads_at_once_all_arrive_once() {
+    // Each sending thread queues its spans apart from the others (lookout's span processor keeps
+    // a shard per thread, which takes its places in the queue a few at a time); shutdown gathers
+    // every shard. 2,000 spans fit the default queue (2,048) whichever threads end them.
+    let collector = Collector::start().expect("collector starts");
+    let app = run(
+        &env!("CARGO_BIN_EXE_e2e-app").into(),
+        &["spans", "2000", "8"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ],
+    );
+    assert_eq!(app.result(), Some("ok"), "{}\n{}", app.stdout, app.stderr);
+    assert_eq!(app.counts("traces"), Some((2000, 0)));
+    let r = collector
+        .wait_for(Duration::from_secs(30), |r| r.spans.len() >= 2000)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.spans.len(), 2000, "each span once");
+    assert_eq!(indexes(&r.spans), (0..2000).collect::<Vec<i64>>());
+}
+
+#[test]
+fn a_queue_of_64_holds_64_spans_ended_on_three_threads() {
+    // The threads take places a few at a time (4 here), and end 22, 21 and 21 spans: the last
+    // places taken are fewer than asked, and places a thread holds unused are given back when
+    // another needs them. Nothing is exported before the queue holds a batch of 64.
+    let collector = Collector::start().expect("collector starts");
+    let app = run(
+        &env!("CARGO_BIN_EXE_e2e-app").into(),
+        &["spans", "64", "3"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint()),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "64"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "60000"),
+        ],
+    );
+    assert_eq!(app.result(), Some("ok"), "{}\n{}", app.stdout, app.stderr);
+    assert_eq!(app.counts("traces"), Some((64, 0)));
+}
+
+#[test]
+fn a_full_queue_on_eight_threads_counts_every_span_once() {
+    // Eight threads ending spans into a queue of 10: what is queued and what is dropped is decided
+    // per thread, and still adds up to what was created, with the queue's bound held.
+    let collector = Collector::start().expect("collector starts");
+    let app = run(
+        &env!("CARGO_BIN_EXE_e2e-app").into(),
+        &["spans", "2000", "8"],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint()),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", "10"),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "60000"),
+        ],
+    );
+    assert_eq!(app.result(), Some("lost"), "{}\n{}", app.stdout, app.stderr);
+    let (exported, lost) = app.counts("traces").expect("counts");
+    assert_eq!(exported + lost, 2000);
+    assert!(lost > 0 && exported > 0, "exported {exported}, lost {lost}");
+    assert_eq!(app.traces_dropped(), Some(lost), "{}", app.stdout);
+    let r = collector
+        .wait_for(Duration::from_secs(20), |r| {
+            r.spans.len() as u64 >= exported
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.spans.len() as u64, exported);
+    let mut got = indexes(&r.spans);
+    got.dedup();
+    assert_eq!(got.len() as u64, exported, "no span twice");
+}
+
 #[test]
 fn a_full_queue_drops_and_counts_instead_of_blocking() {
     // A queue of 10 with a long delay: most of 500 spans cannot be queued. Span end must not

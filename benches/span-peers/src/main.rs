@@ -11,7 +11,13 @@
 //!   tracing-opentelemetry's layer with its defaults (location, thread and busy/idle attributes);
 //! - `tracing-otel-lean`: the same layer with those three off, as lookout sets it;
 //! - `otel-sdk`: the OpenTelemetry API used directly (no tracing);
-//! - `fastrace`: fastrace's spans, properties and events, its own collector thread.
+//! - `fastrace`: fastrace's spans, properties and events, its own collector thread;
+//! - `lookout-otlp`: lookout's pipeline as users run it, with its own OTLP span processor (each
+//!   span encoded on the thread that ends it) sending `http/protobuf` to a discarding endpoint in
+//!   the same process (an axum route on 127.0.0.1 that reads each request and answers 200). Its
+//!   CPU figure includes that endpoint's; its ratio is to the same baseline.
+//!
+//! `STACKS=<comma-separated>` runs some of them (default: all).
 //!
 //! Every OpenTelemetry stack has the SDK's batch span processor with its default settings (a
 //! 2,048-span queue) and a discarding exporter that counts what it gets; fastrace a discarding
@@ -43,12 +49,13 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use tracing_subscriber::layer::SubscriberExt as _;
 
-const STACKS: [&str; 5] = [
+const STACKS: [&str; 6] = [
     "lookout",
     "tracing-otel",
     "tracing-otel-lean",
     "otel-sdk",
     "fastrace",
+    "lookout-otlp",
 ];
 const SHAPES: [&str; 2] = ["bare", "rich"];
 const BASELINE: &str = "tracing-otel-lean";
@@ -66,6 +73,36 @@ impl SpanExporter for Discard {
         drop(black_box(batch));
         Ok(())
     }
+}
+
+/// An OTLP/HTTP endpoint on 127.0.0.1 that reads each request whole and answers 200 with an
+/// empty `ExportTraceServiceResponse`, on a thread of its own; its address.
+fn discarding_endpoint() -> Result<String, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for the discarding endpoint");
+        runtime.block_on(async move {
+            let listener =
+                tokio::net::TcpListener::from_std(listener).expect("the endpoint's listener");
+            let app = axum::Router::new().route(
+                "/v1/traces",
+                axum::routing::post(|body: axum::body::Bytes| async move {
+                    drop(black_box(body));
+                    (
+                        [("content-type", "application/x-protobuf")],
+                        Vec::<u8>::new(),
+                    )
+                }),
+            );
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    Ok(format!("http://{addr}"))
 }
 
 struct DiscardReporter;
@@ -183,6 +220,30 @@ fn case(stack: &str, shape: &str, threads: usize, spans: u64) -> Result<(), Stri
                 Maker::Tracing,
                 Box::new(move || {
                     let _ = telemetry.blocking_shutdown();
+                }),
+            )
+        }
+        "lookout-otlp" => {
+            let endpoint = discarding_endpoint()?;
+            let telemetry = lookout::Telemetry::builder()
+                // In place of the process environment: the same quiet pipeline as the other
+                // cases (spans only), sent to the discarding endpoint.
+                .env_vars([
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+                    ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+                    ("OTEL_METRICS_EXPORTER", "none"),
+                    ("OTEL_LOGS_EXPORTER", "none"),
+                    ("LOOKOUT_CONSOLE", "off"),
+                    ("LOOKOUT_VIEW", "off"),
+                ])
+                .console(lookout::ConsoleFormat::Off)
+                .init()
+                .map_err(|e| e.to_string())?;
+            (
+                Maker::Tracing,
+                Box::new(move || {
+                    let _ = telemetry.blocking_shutdown();
+                    EXPORTED.store(lookout::stats().traces.exported, Relaxed);
                 }),
             )
         }
@@ -322,12 +383,12 @@ fn run_case(stack: &str, shape: &str, threads: usize, spans: u64) -> Result<Row,
     })
 }
 
-fn compare(spans: u64, rounds: usize) -> Result<(), String> {
+fn compare(spans: u64, rounds: usize, stacks: &[&str]) -> Result<(), String> {
     let mut rows: Vec<Row> = Vec::new();
     for round in 0..rounds {
         for shape in SHAPES {
             for threads in [1, 2] {
-                for stack in STACKS {
+                for &stack in stacks {
                     let row = run_case(stack, shape, threads, spans)?;
                     eprintln!(
                         "round {} {stack} {shape} {threads}: {:.0} ns per span, {:.0} ns CPU",
@@ -358,7 +419,7 @@ fn compare(spans: u64, rounds: usize) -> Result<(), String> {
         for threads in [1, 2] {
             let base_span = median(BASELINE, shape, threads, |r| r.span_ns);
             let base_cpu = median(BASELINE, shape, threads, |r| r.cpu_ns);
-            for stack in STACKS {
+            for &stack in stacks {
                 let span = median(stack, shape, threads, |r| r.span_ns);
                 let cpu = median(stack, shape, threads, |r| r.cpu_ns);
                 let scaling = if threads == 2 {
@@ -397,7 +458,20 @@ fn main() {
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(default)
             };
-            compare(env("SPANS", 200_000).max(1), env("ROUNDS", 1).max(1) as usize)
+            let chosen = std::env::var("STACKS").unwrap_or_default();
+            let stacks: Vec<&str> = if chosen.trim().is_empty() {
+                STACKS.to_vec()
+            } else {
+                chosen.split(',').map(str::trim).collect()
+            };
+            match stacks.iter().find(|s| !STACKS.contains(s)) {
+                Some(unknown) => Err(format!("unknown stack {unknown:?} in STACKS: some of {STACKS:?}")),
+                None => compare(
+                    env("SPANS", 200_000).max(1),
+                    env("ROUNDS", 1).max(1) as usize,
+                    &stacks,
+                ),
+            }
         }
         _ => Err("usage: span-peers (compare every case) | span-peers case <stack> <shape> <threads> <spans>".to_owned()),
     };

@@ -72,10 +72,18 @@ fn start_and_work() -> lookout::Telemetry {
     match scenario {
         "tree" => tree(),
         "spans" => {
+            // N spans (index 0..N), ended on THREADS threads at once (index i on thread i % THREADS).
             let n: u64 = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(100);
-            for i in 0..n {
-                info_span!("unit", index = i).in_scope(|| {});
-            }
+            let threads: u64 = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(1).max(1);
+            std::thread::scope(|scope| {
+                for t in 0..threads {
+                    scope.spawn(move || {
+                        for i in (t..n).step_by(threads as usize) {
+                            info_span!("unit", index = i).in_scope(|| {});
+                        }
+                    });
+                }
+            });
         }
         "trickle" => {
             let n: u64 = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(50);

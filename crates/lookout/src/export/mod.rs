@@ -222,7 +222,8 @@ fn encoding_processor(
         queue,
         runtime.flight(Signal::Traces),
         batch.export_timeout,
-    )))
+    )
+    .counting_inside()))
 }
 
 /// Without an OTLP transport the exporter is the console's stand-in: the SDK's processor.

@@ -62,6 +62,33 @@ impl Queue {
         false
     }
 
+    /// Takes up to `want` places at once, for items to come (a shard of lookout's span processor
+    /// takes a few at a time, so that its thread writes the shared count once per few spans):
+    /// how many it got, fewer near the bound, 0 when the queue is full. Places not used are
+    /// given back ([`release`](Self::release)).
+    pub(crate) fn reserve(&self, want: usize) -> usize {
+        let before = self.queued.fetch_add(want, Relaxed);
+        let got = self.bound.saturating_sub(before).min(want);
+        if got < want {
+            self.queued.fetch_sub(want - got, Relaxed);
+        }
+        got
+    }
+
+    /// Places taken by [`reserve`](Self::reserve) and not used.
+    pub(crate) fn release(&self, n: usize) {
+        if n > 0 {
+            let _ = self
+                .queued
+                .fetch_update(Relaxed, Relaxed, |q| Some(q.saturating_sub(n)));
+        }
+    }
+
+    /// An item turned away from a full queue (or after shutdown): counted as dropped.
+    pub(crate) fn turned_away(&self) {
+        COUNTERS.signal(self.signal).dropped.fetch_add(1, Relaxed);
+    }
+
     /// `n` items left the queue for the exporter.
     pub(super) fn leave(&self, n: usize) {
         let _ = self
@@ -136,6 +163,9 @@ pub(crate) struct Intake<P> {
     queue: Arc<Queue>,
     flight: Arc<InFlight>,
     timeout: Duration,
+    /// The processor counts what it is handed and takes its places in the queue itself (lookout's
+    /// span processor, a few places at a time per thread: `export::otlp::batch`).
+    counts_itself: bool,
 }
 
 /// The span side of [`Intake`].
@@ -150,7 +180,14 @@ impl<P> Intake<P> {
             queue,
             flight,
             timeout,
+            counts_itself: false,
         }
+    }
+
+    /// In front of a processor that counts and queues what it is handed itself.
+    pub(crate) fn counting_inside(mut self) -> Self {
+        self.counts_itself = true;
+        self
     }
 }
 
@@ -173,10 +210,14 @@ impl<P: SpanProcessor> SpanProcessor for Intake<P> {
             return;
         }
         crate::u64_fields::apply_closing(&mut span.attributes);
+        if self.counts_itself {
+            self.inner.on_end(span);
+            return;
+        }
         COUNTERS
             .signal(Signal::Traces)
             .accepted
-            .fetch_add(1, Relaxed);
+            .add(1);
         if self.queue.enter() {
             self.inner.on_end(span);
         }
@@ -203,7 +244,7 @@ impl<P: LogProcessor> LogProcessor for Intake<P> {
         if super::runtime::on_export_thread() {
             return;
         }
-        COUNTERS.signal(Signal::Logs).accepted.fetch_add(1, Relaxed);
+        COUNTERS.signal(Signal::Logs).accepted.add(1);
         if self.queue.enter() {
             self.inner.emit(data, instrumentation);
         }

@@ -18,8 +18,18 @@
 //! ([`Queue`]) as for the SDK's processor: a span that arrives after shutdown is counted dropped.
 //! The local view is shown each batch from its bytes (`view::traces`: a glance for the summary,
 //! decoded when it keeps the span).
+//!
+//! Nothing a span's end writes is shared with another sending thread: each thread encodes into a
+//! shard of its own ([`Shard`], one per [`stripe`](crate::stats::stripe), on cache lines of its
+//! own), takes its places in the queue a few at a time ([`Queue::reserve`]) and tells the worker
+//! what is waiting once per as many spans (`Shared::waiting`); the accepted count is striped too.
+//! The worker gathers every shard when a batch's worth is told, when the delay has passed, and for
+//! a flush or shutdown. One lock and one queue count shared by every thread was the largest part
+//! of what a second sending thread added to each span (BENCHMARKS.md, span cost against the
+//! peers, `lookout-otlp`).
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -48,6 +58,16 @@ pub(crate) struct EncodingBatch {
 
 #[derive(Debug)]
 struct Shared {
+    /// Where sending threads put their spans, one shard per stripe (a power of two of them).
+    shards: Box<[Shard]>,
+    /// Spans in the shards that their threads have told the worker about, `step` at a time.
+    waiting: AtomicUsize,
+    /// Spans the worker gathered and holds for the next batch (fewer than a batch).
+    carried: AtomicUsize,
+    /// How many spans a shard takes places for at once, and tells the worker about at once.
+    step: usize,
+    /// Shutdown has begun: spans that end now are dropped (counted). Set under `state`'s lock.
+    stopping: AtomicBool,
     state: Mutex<State>,
     /// The worker waits here for a full batch, a flush or shutdown.
     wake: Condvar,
@@ -62,12 +82,27 @@ struct Shared {
     view: Option<Arc<crate::view::Store>>,
 }
 
+/// One thread's (or a few threads') spans, on cache lines of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard {
+    slot: Mutex<Slot>,
+    /// Places in the queue taken ([`Queue::reserve`]) and not yet used. Changed only under the
+    /// slot's lock; read without it as a hint (`Shared::reclaim`).
+    reserved: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    batch: Encoded,
+    /// Spans in `batch` not yet told to the worker (`Shared::waiting`).
+    untold: usize,
+    /// The bytes the shard held when last gathered: its next buffer starts that large.
+    last_bytes: usize,
+}
+
 #[derive(Debug, Default)]
 struct State {
-    /// The spans waiting.
-    batch: Encoded,
-    /// The bytes the last batch taken held: the next one's buffer starts that large.
-    last_bytes: usize,
     /// Flushes asked for and flushes done: the worker has exported everything queued before the
     /// `done`th request.
     asked: u64,
@@ -90,11 +125,23 @@ impl EncodingBatch {
     ) -> std::io::Result<Self> {
         let encoder = SpanEncoder::new(exporter.redaction().clone(), exporter.request_limit());
         let max_batch = batch.max_export_batch_size.max(1);
+        // Two shards per core: threads rarely share one.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let shards = (2 * cores)
+            .next_power_of_two()
+            .clamp(2, crate::stats::STRIPES);
+        // Few enough that a batch is told in time and places held unused stay a small part of
+        // the queue; 1 (exact) for small batches and queues.
+        let step = (max_batch / (2 * shards))
+            .min(batch.max_queue_size / (4 * shards))
+            .clamp(1, 16);
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                batch: Encoded::with_capacity(max_batch.min(4096), 64 * 1024),
-                ..State::default()
-            }),
+            shards: (0..shards).map(|_| Shard::default()).collect(),
+            waiting: AtomicUsize::new(0),
+            carried: AtomicUsize::new(0),
+            step,
+            stopping: AtomicBool::new(false),
+            state: Mutex::new(State::default()),
             wake: Condvar::new(),
             settled: Condvar::new(),
             max_batch,
@@ -140,40 +187,37 @@ impl Shared {
         }
         crate::export::runtime::suppress_telemetry();
         let _suppressed = Suppressed;
+        // Spans gathered from the shards and not yet exported (less than a batch, between turns).
+        let mut pending = Encoded::default();
         let mut next = Instant::now() + self.delay;
         loop {
             let mut state = lock(&self.state);
-            loop {
+            let timed = loop {
                 let now = Instant::now();
-                let due = state.stop
-                    || state.asked > state.done
-                    || state.batch.items.len() >= self.max_batch
-                    || (now >= next && !state.batch.items.is_empty());
-                if due {
-                    break;
+                let full = pending.items.len() + self.waiting.load(Relaxed) >= self.max_batch;
+                if state.stop || state.asked > state.done || full {
+                    break false;
                 }
                 if now >= next {
-                    next = now + self.delay;
+                    break true;
                 }
                 state = self
                     .wake
                     .wait_timeout(state, next.saturating_duration_since(now))
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
-            }
-            let batch = if state.batch.items.len() > self.max_batch {
-                state.batch.split_off_front(self.max_batch)
-            } else {
-                let fresh = Encoded::with_capacity(
-                    self.max_batch.min(4096),
-                    state.last_bytes.max(4096),
-                );
-                std::mem::replace(&mut state.batch, fresh)
             };
-            state.last_bytes = batch.bytes.len();
             let (asked, stop) = (state.asked, state.stop);
+            // Everything goes on a flush, shutdown or the delay; otherwise whole batches only.
+            let all = timed || stop || asked > state.done;
             drop(state);
-            if !batch.items.is_empty() {
+            self.gather(&mut pending);
+            while pending.items.len() >= self.max_batch || all && !pending.items.is_empty() {
+                let batch = if pending.items.len() > self.max_batch {
+                    pending.split_off_front(self.max_batch)
+                } else {
+                    std::mem::take(&mut pending)
+                };
                 self.queue.leave(batch.items.len());
                 if let Some(view) = &self.view {
                     view.encoded_spans(&batch);
@@ -183,8 +227,12 @@ impl Shared {
                 let _ = self.runtime.block_on(export);
                 next = Instant::now() + self.delay;
             }
-            let mut state = lock(&self.state);
-            if state.batch.items.is_empty() {
+            self.carried.store(pending.items.len(), Relaxed);
+            if timed {
+                next = Instant::now() + self.delay;
+            }
+            if all {
+                let mut state = lock(&self.state);
                 if asked > state.done {
                     state.done = asked;
                     self.settled.notify_all();
@@ -195,6 +243,42 @@ impl Shared {
                     return;
                 }
             }
+        }
+    }
+
+    /// Gives back the places the shards other than `mine` hold unused. Called with no shard
+    /// locked; looks only at shards that hold some.
+    #[cold]
+    fn reclaim(&self, mine: &Shard) {
+        for shard in self.shards.iter().filter(|s| !std::ptr::eq(*s, mine)) {
+            if shard.reserved.load(Relaxed) > 0 {
+                let _slot = lock(&shard.slot);
+                self.queue.release(shard.reserved.swap(0, Relaxed));
+            }
+        }
+    }
+
+    /// Moves every shard's spans into `pending`, and gives back the places they hold unused.
+    fn gather(&self, pending: &mut Encoded) {
+        for shard in self.shards.iter() {
+            let mut slot = lock(&shard.slot);
+            let told = slot.batch.items.len() - slot.untold;
+            slot.untold = 0;
+            if told > 0 {
+                self.waiting.fetch_sub(told, Relaxed);
+            }
+            self.queue.release(shard.reserved.swap(0, Relaxed));
+            if slot.batch.items.is_empty() {
+                continue;
+            }
+            slot.last_bytes = slot.batch.bytes.len();
+            let fresh = Encoded::with_capacity(
+                slot.batch.items.len().min(4096),
+                slot.last_bytes.max(1024),
+            );
+            let mut taken = std::mem::replace(&mut slot.batch, fresh);
+            drop(slot);
+            pending.append(&mut taken);
         }
     }
 }
@@ -210,34 +294,64 @@ impl SpanProcessor for EncodingBatch {
                 crate::export::fixups::truncate_values(&mut event.attributes, limit);
             }
         }
-        // The scope travels with the bytes (it is not part of the `Span` message).
-        let mut scope = Some(std::mem::take(&mut span.instrumentation_scope));
-        let (mut stopped, mut full) = (false, false);
-        let max_batch = self.shared.max_batch;
-        let mut push = |bytes: &[u8]| {
-            let mut state = lock(&self.shared.state);
-            if state.stop {
-                stopped = true;
+        let shared = &*self.shared;
+        COUNTERS.signal(Signal::Traces).accepted.add(1);
+        let shard = &shared.shards[crate::stats::stripe() & (shared.shards.len() - 1)];
+        let mut slot = lock(&shard.slot);
+        if shared.stopping.load(Relaxed) {
+            drop(slot);
+            shared.queue.turned_away();
+            return;
+        }
+        let mut reserved = shard.reserved.load(Relaxed);
+        if reserved == 0 {
+            reserved = shared.queue.reserve(shared.step);
+            if reserved == 0 {
+                // Full, or other shards hold the last places unused: those are given back, so
+                // that a queue of N holds N spans whichever threads end them. Never two shards
+                // locked at once.
+                drop(slot);
+                shared.reclaim(shard);
+                slot = lock(&shard.slot);
+                reserved = shard.reserved.load(Relaxed);
+                if reserved == 0 {
+                    reserved = shared.queue.reserve(1);
+                }
+                if shared.stopping.load(Relaxed) {
+                    shard.reserved.store(reserved, Relaxed);
+                    drop(slot);
+                    shared.queue.turned_away();
+                    return;
+                }
+            }
+            if reserved == 0 {
+                drop(slot);
+                shared.queue.turned_away();
                 return;
             }
-            state.batch.push_bytes(scope.take().unwrap_or_default(), bytes);
-            full = state.batch.items.len() == max_batch;
-        };
-        if !self.encoder.encode(&span, &mut push) {
-            span.instrumentation_scope = scope.take().unwrap_or_default();
-            let mut state = lock(&self.shared.state);
-            if state.stop {
-                stopped = true;
-            } else {
-                state.batch.items.push(Item::Whole(Box::new(span)));
-                full = state.batch.items.len() == max_batch;
-            }
         }
-        if stopped {
-            self.shared.queue.leave(1);
-            COUNTERS.signal(Signal::Traces).dropped.fetch_add(1, Relaxed);
-        } else if full {
-            self.shared.wake.notify_one();
+        shard.reserved.store(reserved - 1, Relaxed);
+        // The scope travels with the bytes (it is not part of the `Span` message).
+        let mut scope = Some(std::mem::take(&mut span.instrumentation_scope));
+        let fits = self.encoder.encode(&span, &mut |bytes: &[u8]| {
+            slot.batch
+                .push_bytes(scope.take().unwrap_or_default(), bytes);
+        });
+        if !fits {
+            span.instrumentation_scope = scope.take().unwrap_or_default();
+            slot.batch.items.push(Item::Whole(Box::new(span)));
+        }
+        slot.untold += 1;
+        if slot.untold < shared.step {
+            return;
+        }
+        slot.untold = 0;
+        let before = shared.waiting.fetch_add(shared.step, Relaxed) + shared.carried.load(Relaxed);
+        drop(slot);
+        if before < shared.max_batch && before + shared.step >= shared.max_batch {
+            // Under the lock the worker checks `waiting` with, so the wake-up is not missed.
+            drop(lock(&shared.state));
+            shared.wake.notify_one();
         }
     }
 
@@ -266,6 +380,7 @@ impl SpanProcessor for EncodingBatch {
             return Err(OTelSdkError::AlreadyShutdown);
         }
         state.stop = true;
+        self.shared.stopping.store(true, Relaxed);
         self.shared.wake.notify_one();
         let (state, _) = self
             .shared
@@ -291,7 +406,10 @@ impl SpanProcessor for EncodingBatch {
 impl Drop for EncodingBatch {
     /// Dropped without shutdown: the worker exports what is queued and ends, unwaited.
     fn drop(&mut self) {
-        lock(&self.shared.state).stop = true;
+        let mut state = lock(&self.shared.state);
+        state.stop = true;
+        self.shared.stopping.store(true, Relaxed);
+        drop(state);
         self.shared.wake.notify_one();
     }
 }

@@ -178,7 +178,19 @@ impl Encoded {
         });
     }
 
-    /// Takes the first `n` spans off into a batch of their own.
+    /// Moves `other`'s spans after these, leaving it empty (its buffers kept).
+    pub(crate) fn append(&mut self, other: &mut Encoded) {
+        if self.items.is_empty() {
+            std::mem::swap(self, other);
+            return;
+        }
+        self.bytes.extend_from_slice(&other.bytes);
+        other.bytes.clear();
+        self.items.append(&mut other.items);
+    }
+
+    /// Takes the first `n` spans off into a batch of their own (keeping these buffers: the rest,
+    /// usually the smaller part, is what is copied).
     pub(crate) fn split_off_front(&mut self, n: usize) -> Encoded {
         let n = n.min(self.items.len());
         let cut: usize = self.items[..n]
@@ -188,10 +200,11 @@ impl Encoded {
                 Item::Whole(_) => 0,
             })
             .sum();
-        Encoded {
-            bytes: self.bytes.drain(..cut).collect(),
-            items: self.items.drain(..n).collect(),
-        }
+        let rest = Encoded {
+            bytes: self.bytes.split_off(cut),
+            items: self.items.split_off(n),
+        };
+        std::mem::replace(self, rest)
     }
 
     /// Each span with its bytes (empty for a whole span).
@@ -1163,6 +1176,28 @@ mod tests {
             assert_eq!(g.error, matches!(span.status, Status::Error { .. }));
         }
         assert!(glance(&[0x0a, 0x05, 1]).is_none(), "a field longer than the bytes");
+    }
+
+    #[test]
+    fn batches_appended_keep_each_span_with_its_bytes() {
+        let batch = batch();
+        let encoder = SpanEncoder::new(Redaction::default(), 8_000);
+        let whole = items(&batch, &encoder);
+        let mut front = items(&batch[..3], &encoder);
+        let mut back = items(&batch[3..], &encoder);
+        let pieces = |e: &Encoded| -> Vec<Vec<u8>> { e.pieces().map(|(_, b)| b.to_vec()).collect() };
+        let mut empty = Encoded::default();
+        empty.append(&mut front);
+        assert!(front.items.is_empty() && front.bytes.is_empty(), "taken whole");
+        empty.append(&mut back);
+        assert!(back.items.is_empty() && back.bytes.is_empty());
+        assert_eq!(empty.items.len(), whole.items.len());
+        assert_eq!(pieces(&empty), pieces(&whole));
+        // And cut again: the front keeps its spans' bytes, the rest theirs.
+        let rest_expected = pieces(&whole)[2..].to_vec();
+        let front = empty.split_off_front(2);
+        assert_eq!(pieces(&front), pieces(&whole)[..2].to_vec());
+        assert_eq!(pieces(&empty), rest_expected);
     }
 
     #[test]
