@@ -228,14 +228,21 @@ fn case(stack: &str, shape: &str, threads: usize, spans: u64) -> Result<(), Stri
             let telemetry = lookout::Telemetry::builder()
                 // In place of the process environment: the same quiet pipeline as the other
                 // cases (spans only), sent to the discarding endpoint.
-                .env_vars([
-                    ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-                    ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-                    ("OTEL_METRICS_EXPORTER", "none"),
-                    ("OTEL_LOGS_EXPORTER", "none"),
-                    ("LOOKOUT_CONSOLE", "off"),
-                    ("LOOKOUT_VIEW", "off"),
-                ])
+                .env_vars(
+                    [
+                        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+                        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf".to_owned()),
+                        ("OTEL_METRICS_EXPORTER", "none".to_owned()),
+                        ("OTEL_LOGS_EXPORTER", "none".to_owned()),
+                        ("LOOKOUT_CONSOLE", "off".to_owned()),
+                        ("LOOKOUT_VIEW", "off".to_owned()),
+                    ]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    // The batch settings may be given (`scripts/span-instructions` sets a queue
+                    // that holds every span: under valgrind the worker runs late).
+                    .chain(std::env::vars().filter(|(k, _)| k.starts_with("OTEL_BSP_"))),
+                )
                 .console(lookout::ConsoleFormat::Off)
                 .init()
                 .map_err(|e| e.to_string())?;

@@ -136,7 +136,20 @@ impl EncodingBatch {
             .min(batch.max_queue_size / (4 * shards))
             .clamp(1, 16);
         let shared = Arc::new(Shared {
-            shards: (0..shards).map(|_| Shard::default()).collect(),
+            // Each shard's first buffer made here, not grown from nothing on the span's path
+            // (later ones are made by the worker, sized by what the shard held).
+            shards: (0..shards)
+                .map(|_| Shard {
+                    slot: Mutex::new(Slot {
+                        batch: Encoded::with_capacity(
+                            (max_batch / shards).clamp(16, 1024),
+                            16 * 1024,
+                        ),
+                        ..Slot::default()
+                    }),
+                    reserved: AtomicUsize::new(0),
+                })
+                .collect(),
             waiting: AtomicUsize::new(0),
             carried: AtomicUsize::new(0),
             step,
@@ -272,9 +285,12 @@ impl Shared {
                 continue;
             }
             slot.last_bytes = slot.batch.bytes.len();
+            // Room for twice what it held: its thread keeps ending spans until the next gathering,
+            // which may come late on a busy machine, and a buffer grown on the span's path is a
+            // copy of everything in it.
             let fresh = Encoded::with_capacity(
-                slot.batch.items.len().min(4096),
-                slot.last_bytes.max(1024),
+                (2 * slot.batch.items.len()).clamp(16, 8192),
+                (2 * slot.last_bytes).max(4096),
             );
             let mut taken = std::mem::replace(&mut slot.batch, fresh);
             drop(slot);
@@ -287,13 +303,6 @@ impl SpanProcessor for EncodingBatch {
     fn on_start(&self, _span: &mut Span, _cx: &Context) {}
 
     fn on_end(&self, mut span: SpanData) {
-        crate::u64_fields::dedup_keep_last(&mut span.attributes);
-        if let Some(limit) = self.value_limit {
-            crate::export::fixups::truncate_values(&mut span.attributes, limit);
-            for event in span.events.events.iter_mut() {
-                crate::export::fixups::truncate_values(&mut event.attributes, limit);
-            }
-        }
         let shared = &*self.shared;
         COUNTERS.signal(Signal::Traces).accepted.add(1);
         let shard = &shared.shards[crate::stats::stripe() & (shared.shards.len() - 1)];
@@ -331,6 +340,14 @@ impl SpanProcessor for EncodingBatch {
             }
         }
         shard.reserved.store(reserved - 1, Relaxed);
+        // A place is taken: the span is fixed up and encoded (a span turned away costs none of it).
+        crate::u64_fields::dedup_keep_last(&mut span.attributes);
+        if let Some(limit) = self.value_limit {
+            crate::export::fixups::truncate_values(&mut span.attributes, limit);
+            for event in span.events.events.iter_mut() {
+                crate::export::fixups::truncate_values(&mut event.attributes, limit);
+            }
+        }
         // The scope travels with the bytes (it is not part of the `Span` message).
         let mut scope = Some(std::mem::take(&mut span.instrumentation_scope));
         let fits = self.encoder.encode(&span, &mut |bytes: &[u8]| {
