@@ -32,7 +32,8 @@
 //! each sending `SPANS` spans after a tenth as many to warm up.
 //!
 //! Per case: the time per span on the sending thread (`span ns`, wall clock, mean of the
-//! threads), the process's CPU time per span (`CPU ns`: every thread — the batch worker and
+//! threads; on 2 threads it includes the time the batch worker and exporter took the sending
+//! threads' cores), the process's CPU time per span (`CPU ns`: every thread — the batch worker and
 //! exporter included — from the first span to the end of shutdown, over every span sent), and
 //! the spans the exporter got. Read the ratios (to `tracing-otel-lean`, same shape and threads;
 //! 2 threads over 1): the absolute figures move with the machine and its neighbours.
@@ -419,9 +420,9 @@ fn compare(spans: u64, rounds: usize, stacks: &[&str]) -> Result<(), String> {
         v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
     };
     println!(
-        "| shape | threads | stack | span ns (sending thread) | × {BASELINE} | CPU ns per span (process) | × {BASELINE} | 2 threads ÷ 1 (span ns) | exported |"
+        "| shape | threads | stack | span ns (sending thread) | × {BASELINE} | CPU ns per span (process) | × {BASELINE} | 2 threads ÷ 1 (span ns) | 2 threads ÷ 1 (CPU ns) | exported |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for shape in SHAPES {
         for threads in [1, 2] {
             let base_span = median(BASELINE, shape, threads, |r| r.span_ns);
@@ -429,10 +430,13 @@ fn compare(spans: u64, rounds: usize, stacks: &[&str]) -> Result<(), String> {
             for &stack in stacks {
                 let span = median(stack, shape, threads, |r| r.span_ns);
                 let cpu = median(stack, shape, threads, |r| r.cpu_ns);
-                let scaling = if threads == 2 {
-                    format!("{:.2}", span / median(stack, shape, 1, |r| r.span_ns))
+                let (scaling, cpu_scaling) = if threads == 2 {
+                    (
+                        format!("{:.2}", span / median(stack, shape, 1, |r| r.span_ns)),
+                        format!("{:.2}", cpu / median(stack, shape, 1, |r| r.cpu_ns)),
+                    )
                 } else {
-                    String::new()
+                    (String::new(), String::new())
                 };
                 let exported = rows
                     .iter()
@@ -441,7 +445,7 @@ fn compare(spans: u64, rounds: usize, stacks: &[&str]) -> Result<(), String> {
                     .collect::<Vec<_>>()
                     .join(", ");
                 println!(
-                    "| {shape} | {threads} | {stack} | {span:.0} | {:.2} | {cpu:.0} | {:.2} | {scaling} | {exported} |",
+                    "| {shape} | {threads} | {stack} | {span:.0} | {:.2} | {cpu:.0} | {:.2} | {scaling} | {cpu_scaling} | {exported} |",
                     span / base_span,
                     cpu / base_cpu,
                 );
