@@ -47,6 +47,26 @@ fn indexes(spans: &[lookout_testing::Span]) -> Vec<i64> {
     indexes
 }
 
+/// `e2e-app spans <n> <threads>` over HTTP into `collector`, with a queue of `queue` spans exported
+/// `queue` at a time and a delay too long to matter.
+fn spans_through_a_queue(
+    collector: &Collector,
+    n: &str,
+    threads: &str,
+    queue: &str,
+) -> lookout_e2e::Run {
+    run(
+        &env!("CARGO_BIN_EXE_e2e-app").into(),
+        &["spans", n, threads],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint()),
+            ("OTEL_BSP_MAX_QUEUE_SIZE", queue),
+            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", queue),
+            ("OTEL_BSP_SCHEDULE_DELAY", "60000"),
+        ],
+    )
+}
+
 #[test]
 fn spans_ended_on_eight_threads_at_once_all_arrive_once() {
     // Each sending thread queues its spans apart from the others (lookout's span processor keeps
@@ -72,20 +92,11 @@ fn spans_ended_on_eight_threads_at_once_all_arrive_once() {
 
 #[test]
 fn a_queue_of_64_holds_64_spans_ended_on_three_threads() {
-    // The threads take places a few at a time (4 here), and end 22, 21 and 21 spans: the last
-    // places taken are fewer than asked, and places a thread holds unused are given back when
-    // another needs them. Nothing is exported before the queue holds a batch of 64.
+    // The threads take places a few at a time (4 on two cores), and end 22, 21 and 21 spans: the
+    // last places taken are fewer than asked, and places a thread holds unused are given back
+    // when another needs them. Nothing is exported before the queue holds a batch of 64.
     let collector = Collector::start().expect("collector starts");
-    let app = run(
-        &env!("CARGO_BIN_EXE_e2e-app").into(),
-        &["spans", "64", "3"],
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint()),
-            ("OTEL_BSP_MAX_QUEUE_SIZE", "64"),
-            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "64"),
-            ("OTEL_BSP_SCHEDULE_DELAY", "60000"),
-        ],
-    );
+    let app = spans_through_a_queue(&collector, "64", "3", "64");
     assert_eq!(app.result(), Some("ok"), "{}\n{}", app.stdout, app.stderr);
     assert_eq!(app.counts("traces"), Some((64, 0)));
 }
@@ -95,16 +106,7 @@ fn a_full_queue_on_eight_threads_counts_every_span_once() {
     // Eight threads ending spans into a queue of 10: what is queued and what is dropped is decided
     // per thread, and still adds up to what was created, with the queue's bound held.
     let collector = Collector::start().expect("collector starts");
-    let app = run(
-        &env!("CARGO_BIN_EXE_e2e-app").into(),
-        &["spans", "2000", "8"],
-        &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", &collector.http_endpoint()),
-            ("OTEL_BSP_MAX_QUEUE_SIZE", "10"),
-            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
-            ("OTEL_BSP_SCHEDULE_DELAY", "60000"),
-        ],
-    );
+    let app = spans_through_a_queue(&collector, "2000", "8", "10");
     assert_eq!(app.result(), Some("lost"), "{}\n{}", app.stdout, app.stderr);
     let (exported, lost) = app.counts("traces").expect("counts");
     assert_eq!(exported + lost, 2000);

@@ -190,6 +190,15 @@ impl Maker {
     }
 }
 
+/// Shuts lookout down; what it exported is the count (lookout's own: with the `Discard` exporter
+/// plugged in, the same figure).
+fn shut_down(telemetry: lookout::Telemetry) -> Box<dyn FnOnce()> {
+    Box::new(move || {
+        let _ = telemetry.blocking_shutdown();
+        EXPORTED.store(lookout::stats().traces.exported, Relaxed);
+    })
+}
+
 /// One case, in this process: prints a `CASE` line.
 fn case(stack: &str, shape: &str, threads: usize, spans: u64) -> Result<(), String> {
     let rich = match shape {
@@ -217,12 +226,7 @@ fn case(stack: &str, shape: &str, threads: usize, spans: u64) -> Result<(), Stri
                 .console(lookout::ConsoleFormat::Off)
                 .init()
                 .map_err(|e| e.to_string())?;
-            (
-                Maker::Tracing,
-                Box::new(move || {
-                    let _ = telemetry.blocking_shutdown();
-                }),
-            )
+            (Maker::Tracing, shut_down(telemetry))
         }
         "lookout-otlp" => {
             let endpoint = discarding_endpoint()?;
@@ -247,13 +251,7 @@ fn case(stack: &str, shape: &str, threads: usize, spans: u64) -> Result<(), Stri
                 .console(lookout::ConsoleFormat::Off)
                 .init()
                 .map_err(|e| e.to_string())?;
-            (
-                Maker::Tracing,
-                Box::new(move || {
-                    let _ = telemetry.blocking_shutdown();
-                    EXPORTED.store(lookout::stats().traces.exported, Relaxed);
-                }),
-            )
+            (Maker::Tracing, shut_down(telemetry))
         }
         "tracing-otel" | "tracing-otel-lean" => {
             let provider = provider();
