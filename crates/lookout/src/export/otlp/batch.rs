@@ -111,6 +111,17 @@ struct State {
     stopped: bool,
 }
 
+/// The most room an empty shard keeps, in bytes.
+const IDLE_ROOM: usize = 256 * 1024;
+
+/// An idle shard does not keep the room a burst gave it (its thread has stopped ending spans, or
+/// is one of many): an empty buffer larger than [`IDLE_ROOM`] is replaced by a small one.
+fn trim_idle(batch: &mut Encoded) {
+    if batch.items.is_empty() && batch.bytes.capacity() > IDLE_ROOM {
+        *batch = Encoded::with_capacity(16, IDLE_ROOM / 4);
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -282,6 +293,7 @@ impl Shared {
             }
             self.queue.release(shard.reserved.swap(0, Relaxed));
             if slot.batch.items.is_empty() {
+                trim_idle(&mut slot.batch);
                 continue;
             }
             slot.last_bytes = slot.batch.bytes.len();
@@ -428,5 +440,27 @@ impl Drop for EncodingBatch {
         self.shared.stopping.store(true, Relaxed);
         drop(state);
         self.shared.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_shard_gives_back_the_room_a_burst_gave_it() {
+        let mut burst = Encoded::with_capacity(4096, 8 * IDLE_ROOM);
+        trim_idle(&mut burst);
+        assert!(burst.bytes.capacity() <= IDLE_ROOM, "{}", burst.bytes.capacity());
+        assert!(burst.items.capacity() < 4096);
+
+        let mut busy = Encoded::with_capacity(4096, 8 * IDLE_ROOM);
+        busy.push_bytes(Default::default(), b"span");
+        trim_idle(&mut busy);
+        assert_eq!(busy.bytes.capacity(), 8 * IDLE_ROOM, "a shard holding spans keeps its buffer");
+
+        let mut small = Encoded::with_capacity(16, 1024);
+        trim_idle(&mut small);
+        assert_eq!(small.bytes.capacity(), 1024, "a small buffer is kept");
     }
 }
