@@ -58,7 +58,7 @@ impl Queue {
             return true;
         }
         self.queued.fetch_sub(1, Relaxed);
-        COUNTERS.signal(self.signal).dropped.fetch_add(1, Relaxed);
+        self.turned_away();
         false
     }
 
@@ -66,6 +66,7 @@ impl Queue {
     /// takes a few at a time, so that its thread writes the shared count once per few spans):
     /// how many it got, fewer near the bound, 0 when the queue is full. Places not used are
     /// given back ([`release`](Self::release)).
+    #[cfg_attr(not(any(feature = "grpc", feature = "http")), allow(dead_code))]
     pub(crate) fn reserve(&self, want: usize) -> usize {
         let before = self.queued.fetch_add(want, Relaxed);
         let got = self.bound.saturating_sub(before).min(want);
@@ -76,6 +77,7 @@ impl Queue {
     }
 
     /// Places taken by [`reserve`](Self::reserve) and not used.
+    #[cfg_attr(not(any(feature = "grpc", feature = "http")), allow(dead_code))]
     pub(crate) fn release(&self, n: usize) {
         if n > 0 {
             let _ = self
@@ -185,6 +187,7 @@ impl<P> Intake<P> {
     }
 
     /// In front of a processor that counts and queues what it is handed itself.
+    #[cfg_attr(not(any(feature = "grpc", feature = "http")), allow(dead_code))]
     pub(crate) fn counting_inside(mut self) -> Self {
         self.counts_itself = true;
         self
