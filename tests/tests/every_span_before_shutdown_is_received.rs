@@ -21,15 +21,7 @@ fn two_thousand_spans_all_arrive() {
     let r = collector
         .wait_for(Duration::from_secs(30), |r| r.spans.len() >= 2000)
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut indexes: Vec<i64> = r
-        .spans
-        .iter()
-        .filter_map(|s| match s.attributes.get("index") {
-            Some(Value::Int(i)) => Some(*i),
-            _ => None,
-        })
-        .collect();
-    indexes.sort_unstable();
+    let mut indexes = indexes(&r.spans);
     indexes.dedup();
     assert_eq!(indexes, (0..2000).collect::<Vec<i64>>());
 }
