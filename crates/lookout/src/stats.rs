@@ -51,7 +51,13 @@ impl Striped {
 
     #[inline]
     pub(crate) fn add(&self, n: u64) {
-        self.0[stripe()].0.fetch_add(n, Relaxed);
+        self.add_at(stripe(), n);
+    }
+
+    /// [`add`](Self::add) for a caller that has its thread's [`stripe`] already.
+    #[inline]
+    pub(crate) fn add_at(&self, stripe: usize, n: u64) {
+        self.0[stripe % STRIPES].0.fetch_add(n, Relaxed);
     }
 
     pub(crate) fn load(&self) -> u64 {

@@ -83,7 +83,7 @@ struct Shared {
 }
 
 /// One thread's (or a few threads') spans, on cache lines of its own.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 #[repr(align(128))]
 struct Shard {
     slot: Mutex<Slot>,
@@ -270,6 +270,40 @@ impl Shared {
         }
     }
 
+    /// `shard` locked with a place in the queue taken for one span; `None` (the span is to be
+    /// turned away) when shutdown has begun or the queue is full.
+    fn take_place<'a>(&self, shard: &'a Shard) -> Option<MutexGuard<'a, Slot>> {
+        let mut slot = lock(&shard.slot);
+        if self.stopping.load(Relaxed) {
+            return None;
+        }
+        let mut reserved = shard.reserved.load(Relaxed);
+        if reserved == 0 {
+            reserved = self.queue.reserve(self.step);
+        }
+        if reserved == 0 {
+            // Full, or other shards hold the last places unused: those are given back, so that
+            // a queue of N holds N spans whichever threads end them. Never two shards locked at
+            // once.
+            drop(slot);
+            self.reclaim(shard);
+            slot = lock(&shard.slot);
+            reserved = shard.reserved.load(Relaxed);
+            if reserved == 0 {
+                reserved = self.queue.reserve(1);
+            }
+            if self.stopping.load(Relaxed) {
+                shard.reserved.store(reserved, Relaxed);
+                return None;
+            }
+            if reserved == 0 {
+                return None;
+            }
+        }
+        shard.reserved.store(reserved - 1, Relaxed);
+        Some(slot)
+    }
+
     /// Gives back the places the shards other than `mine` hold unused. Called with no shard
     /// locked; looks only at shards that hold some.
     #[cold]
@@ -316,42 +350,13 @@ impl SpanProcessor for EncodingBatch {
 
     fn on_end(&self, mut span: SpanData) {
         let shared = &*self.shared;
-        COUNTERS.signal(Signal::Traces).accepted.add(1);
-        let shard = &shared.shards[crate::stats::stripe() & (shared.shards.len() - 1)];
-        let mut slot = lock(&shard.slot);
-        if shared.stopping.load(Relaxed) {
-            drop(slot);
+        let stripe = crate::stats::stripe();
+        COUNTERS.signal(Signal::Traces).accepted.add_at(stripe, 1);
+        let shard = &shared.shards[stripe & (shared.shards.len() - 1)];
+        let Some(mut slot) = shared.take_place(shard) else {
             shared.queue.turned_away();
             return;
-        }
-        let mut reserved = shard.reserved.load(Relaxed);
-        if reserved == 0 {
-            reserved = shared.queue.reserve(shared.step);
-            if reserved == 0 {
-                // Full, or other shards hold the last places unused: those are given back, so
-                // that a queue of N holds N spans whichever threads end them. Never two shards
-                // locked at once.
-                drop(slot);
-                shared.reclaim(shard);
-                slot = lock(&shard.slot);
-                reserved = shard.reserved.load(Relaxed);
-                if reserved == 0 {
-                    reserved = shared.queue.reserve(1);
-                }
-                if shared.stopping.load(Relaxed) {
-                    shard.reserved.store(reserved, Relaxed);
-                    drop(slot);
-                    shared.queue.turned_away();
-                    return;
-                }
-            }
-            if reserved == 0 {
-                drop(slot);
-                shared.queue.turned_away();
-                return;
-            }
-        }
-        shard.reserved.store(reserved - 1, Relaxed);
+        };
         // A place is taken: the span is fixed up and encoded (a span turned away costs none of it).
         crate::u64_fields::dedup_keep_last(&mut span.attributes);
         if let Some(limit) = self.value_limit {
