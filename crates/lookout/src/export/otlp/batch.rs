@@ -366,13 +366,12 @@ impl SpanProcessor for EncodingBatch {
             }
         }
         // The scope travels with the bytes (it is not part of the `Span` message).
-        let mut scope = Some(std::mem::take(&mut span.instrumentation_scope));
-        let fits = self.encoder.encode(&span, &mut |bytes: &[u8]| {
-            slot.batch
-                .push_bytes(scope.take().unwrap_or_default(), bytes);
-        });
+        let mut scope = std::mem::take(&mut span.instrumentation_scope);
+        let fits = slot
+            .batch
+            .push_span(&self.encoder, &span, || std::mem::take(&mut scope));
         if !fits {
-            span.instrumentation_scope = scope.take().unwrap_or_default();
+            span.instrumentation_scope = scope;
             slot.batch.items.push(Item::Whole(Box::new(span)));
         }
         slot.untold += 1;
