@@ -86,6 +86,20 @@ impl Queue {
         }
     }
 
+    /// Whether half the queue's places are taken.
+    #[cfg_attr(not(any(feature = "grpc", feature = "http")), allow(dead_code))]
+    pub(crate) fn half_full(&self) -> bool {
+        self.queued.load(Relaxed) >= self.bound / 2
+    }
+
+    /// `n` items left the queue for the exporter from an application thread (a batch the worker
+    /// was late for, `otlp::batch`): as [`leave`](Self::leave), but drops are said by the worker
+    /// and the export runtime, never on the application's thread.
+    #[cfg_attr(not(any(feature = "grpc", feature = "http")), allow(dead_code))]
+    pub(crate) fn handed_over(&self, n: usize) {
+        self.release(n);
+    }
+
     /// An item turned away from a full queue (or after shutdown): counted as dropped.
     pub(crate) fn turned_away(&self) {
         COUNTERS.signal(self.signal).dropped.fetch_add(1, Relaxed);

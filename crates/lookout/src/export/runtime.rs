@@ -57,6 +57,13 @@ impl InFlight {
         Some(permit)
     }
 
+    /// A free place taken now, or `None` when every one is taken (never waits).
+    pub(crate) fn try_place(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        Some(permit)
+    }
+
     /// An export started with [`place`](Self::place) ended.
     pub(crate) fn done(&self) {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());

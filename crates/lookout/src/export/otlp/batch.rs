@@ -27,6 +27,14 @@
 //! a flush or shutdown. One lock and one queue count shared by every thread was the largest part
 //! of what a second sending thread added to each span (BENCHMARKS.md, span cost against the
 //! peers, `lookout-otlp`).
+//!
+//! A late worker does not cost spans: when a thread's shard holds a batch's worth the worker was
+//! told of and half the queue is taken, the worker has not had a core for a while (a 2-vCPU host
+//! under load leaves a thread waiting many milliseconds; at 100,000 spans a second the default
+//! queue fills in 20), and the thread ending the spans sends that batch itself
+//! (`Shared::send_late`): onto the export runtime, without waiting for anything — not when the
+//! exporter is busy being handed a batch, not when every export place is taken (then the queue's
+//! bound holds as before). What is in memory stays bounded by the queue and the exports in flight.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -80,6 +88,12 @@ struct Shared {
     runtime: Arc<ExportRuntime>,
     /// The local view, shown each batch.
     view: Option<Arc<crate::view::Store>>,
+    /// Tests: the worker waits while this is set (a worker the scheduler keeps off the cores).
+    #[cfg(test)]
+    held: AtomicBool,
+    /// Tests: spans sent by the threads that ended them ([`Shared::send_late`]).
+    #[cfg(test)]
+    sent_late: AtomicUsize,
 }
 
 /// One thread's (or a few threads') spans, on cache lines of its own.
@@ -175,6 +189,10 @@ impl EncodingBatch {
             exporter: Mutex::new(exporter),
             view: runtime.view(),
             runtime,
+            #[cfg(test)]
+            held: AtomicBool::new(false),
+            #[cfg(test)]
+            sent_late: AtomicUsize::new(0),
         });
         let worker = {
             let shared = shared.clone();
@@ -235,6 +253,10 @@ impl Shared {
             // Everything goes on a flush, shutdown or the delay; otherwise whole batches only.
             let all = timed || stop || asked > state.done;
             drop(state);
+            #[cfg(test)]
+            while self.held.load(Relaxed) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
             self.gather(&mut pending);
             while pending.items.len() >= self.max_batch || all && !pending.items.is_empty() {
                 let batch = if pending.items.len() > self.max_batch {
@@ -302,6 +324,34 @@ impl Shared {
         }
         shard.reserved.store(reserved - 1, Relaxed);
         Some(slot)
+    }
+
+    /// A batch's worth of this shard's spans, told to the worker and not gathered, with half the
+    /// queue taken: the worker is late (on a busy machine a thread can wait many milliseconds
+    /// for a core, and at 100,000 spans a second the queue fills in 20), so the thread that
+    /// ends the spans sends a batch itself, rather than let the queue fill and drop what comes.
+    /// Never waits: not when another thread holds the exporter, nor when every export place is
+    /// taken (then the worker's turn or the queue's bound decides, as before). Not once shutdown
+    /// has begun (the worker exports what is left), nor with the local view on (the worker feeds
+    /// it, off the application's threads). Called with the shard locked.
+    #[cold]
+    fn send_late(&self, slot: &mut Slot) {
+        if self.view.is_some() || self.stopping.load(Relaxed) {
+            return;
+        }
+        let Ok(exporter) = self.exporter.try_lock() else {
+            return;
+        };
+        // The front of the shard: spans already told to the worker (`waiting`).
+        let Some(sent) = exporter.try_export_encoded(|| slot.batch.split_off_front(self.max_batch))
+        else {
+            return;
+        };
+        drop(exporter);
+        self.waiting.fetch_sub(sent, Relaxed);
+        self.queue.handed_over(sent);
+        #[cfg(test)]
+        self.sent_late.fetch_add(sent, Relaxed);
     }
 
     /// Gives back the places the shards other than `mine` hold unused. Called with no shard
@@ -375,6 +425,9 @@ impl SpanProcessor for EncodingBatch {
             slot.batch.items.push(Item::Whole(Box::new(span)));
         }
         slot.untold += 1;
+        if slot.batch.items.len() - slot.untold >= shared.max_batch && shared.queue.half_full() {
+            shared.send_late(&mut slot);
+        }
         if slot.untold < shared.step {
             return;
         }
@@ -466,5 +519,182 @@ mod tests {
         let mut small = Encoded::with_capacity(16, 1024);
         trim_idle(&mut small);
         assert_eq!(small.bytes.capacity(), 1024, "a small buffer is kept");
+    }
+}
+
+/// A worker kept off the cores: the threads ending spans send its batches, and nothing is lost.
+/// The endpoint is a fake OTLP/HTTP receiver (named as such): it counts the spans of each request
+/// and answers 200; the worker's lateness is the test's hold (`Shared::held`), which no real
+/// scheduler produces on demand.
+#[cfg(all(test, feature = "http"))]
+mod late_worker {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpListener;
+    use std::time::SystemTime;
+
+    use opentelemetry::InstrumentationScope;
+    use opentelemetry::KeyValue;
+    use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
+    use prost::Message;
+
+    use super::*;
+    use crate::config::{Compression, OtlpSettings, Protocol};
+
+    /// Fake OTLP/HTTP receiver on loopback: the spans received so far.
+    fn receiver() -> (String, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a port on loopback");
+        let url = format!("http://{}/v1/traces", listener.local_addr().expect("its address"));
+        let received = Arc::new(AtomicUsize::new(0));
+        let count = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let count = count.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().expect("a second handle"));
+                    let mut stream = stream;
+                    loop {
+                        let mut length = None;
+                        let mut line = String::new();
+                        loop {
+                            line.clear();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            let lower = line.to_ascii_lowercase();
+                            if let Some(v) = lower.strip_prefix("content-length:") {
+                                length = v.trim().parse::<usize>().ok();
+                            }
+                        }
+                        let mut body = vec![0; length.expect("a content-length")];
+                        reader.read_exact(&mut body).expect("the body");
+                        let request = ExportTraceServiceRequest::decode(&body[..]).expect("OTLP");
+                        let spans: usize = request
+                            .resource_spans
+                            .iter()
+                            .flat_map(|r| &r.scope_spans)
+                            .map(|s| s.spans.len())
+                            .sum();
+                        count.fetch_add(spans, Relaxed);
+                        let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+                        if stream.write_all(answer.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, received)
+    }
+
+    fn span(i: u64) -> SpanData {
+        SpanData {
+            span_context: SpanContext::new(
+                TraceId::from(u128::from(i) + 1),
+                SpanId::from(i + 1),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            ),
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: SpanKind::Internal,
+            name: "late".into(),
+            start_time: SystemTime::now(),
+            end_time: SystemTime::now(),
+            attributes: vec![KeyValue::new("i", i as i64)],
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: Status::Unset,
+            instrumentation_scope: InstrumentationScope::default(),
+        }
+    }
+
+    fn processor(url: &str, queue: usize, max_batch: usize) -> EncodingBatch {
+        let runtime = Arc::new(ExportRuntime::start(None, 4).expect("the export runtime"));
+        let settings = OtlpSettings {
+            endpoint: url.parse().expect("a URL"),
+            protocol: Protocol::HttpProtobuf,
+            headers: Vec::new(),
+            timeout: Duration::from_secs(5),
+            compression: Compression::None,
+            certificate: None,
+            client_certificate: None,
+            client_key: None,
+        };
+        let client = super::super::Client::http(
+            &settings,
+            Signal::Traces,
+            url.to_owned(),
+            Duration::from_secs(5),
+            runtime.clone(),
+        )
+        .expect("an HTTP client");
+        let batch = BatchSettings {
+            max_queue_size: queue,
+            scheduled_delay: Duration::from_secs(60),
+            max_export_batch_size: max_batch,
+            export_timeout: Duration::from_secs(5),
+        };
+        EncodingBatch::new(
+            OtlpExporter::new(client),
+            &batch,
+            None,
+            Queue::new(Signal::Traces, queue),
+            runtime,
+        )
+        .expect("the processor")
+    }
+
+    fn wait_for(what: impl Fn() -> bool) -> bool {
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if what() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    #[test]
+    fn the_thread_ending_spans_sends_the_batches_of_a_late_worker() {
+        let (url, received) = receiver();
+        let processor = processor(&url, 1024, 256);
+        let shared = processor.shared.clone();
+        shared.held.store(true, Relaxed);
+        // Three times the queue while the worker is held: without the hand-over 1,024 would be
+        // kept and the rest dropped.
+        let total = 3 * 1024;
+        // Paced (a batch's worth, then a pause) as spans come in a service, not faster than the
+        // exports in flight can end: with every export place taken they would be dropped.
+        for i in 0..total {
+            processor.on_end(span(i as u64));
+            if i % 256 == 255 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        assert!(
+            wait_for(|| received.load(Relaxed) >= 1024),
+            "spans reach the endpoint while the worker is held: {} of {total}",
+            received.load(Relaxed)
+        );
+        let sent = shared.sent_late.load(Relaxed);
+        assert!(sent >= total - 1024, "sent by the ending thread: {sent}");
+        assert_eq!(sent % 256, 0, "whole batches: {sent}");
+        shared.held.store(false, Relaxed);
+        processor.shutdown_with_timeout(Duration::from_secs(10)).expect("shutdown");
+        assert!(
+            wait_for(|| received.load(Relaxed) == total),
+            "every span arrives, once: {} of {total}",
+            received.load(Relaxed)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(received.load(Relaxed), total, "no span twice");
     }
 }

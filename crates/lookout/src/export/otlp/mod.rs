@@ -586,6 +586,29 @@ impl OtlpExporter {
     }
 }
 
+impl OtlpExporter {
+    /// Sends a batch of encoded spans on the export runtime without waiting for anything, when an
+    /// export place is free now (`take` makes the batch only then): how many spans went, `None`
+    /// when none did (every place taken, or exports go one at a time). For spans whose batch
+    /// worker is late ([`batch`]): the thread that ends them sends them.
+    pub(crate) fn try_export_encoded(&self, take: impl FnOnce() -> encode::Encoded) -> Option<usize> {
+        let flight = self.client.runtime.flight(self.client.signal);
+        if flight.max <= 1 {
+            return None;
+        }
+        let place = flight.try_place()?;
+        let batch = take();
+        let spans = batch.items.len();
+        let (client, resource) = (self.client.clone(), self.encoded_resource.clone());
+        self.client.runtime.spawn(async move {
+            let _ = client.deliver_encoded(batch, &resource).await;
+            drop(place);
+            flight.done();
+        });
+        Some(spans)
+    }
+}
+
 impl SpanExporter for OtlpExporter {
     /// `http/json` only: spans sent as protobuf are encoded as they end ([`batch`]).
     fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
