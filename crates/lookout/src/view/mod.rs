@@ -42,6 +42,8 @@ pub use series::{Point, Red, Series, SeriesKind};
 pub use traces::{
     EventRecord, LATENCY_BUCKETS, SpanNameStats, SpanRecord, SpanStatus, TraceFilter, TraceSummary,
 };
+#[cfg(test)]
+pub(crate) use traces::tests::span as test_span;
 
 /// How much the local view keeps (`LOOKOUT_VIEW_*`; see the module doc).
 #[derive(Debug, Clone, PartialEq, Eq)]

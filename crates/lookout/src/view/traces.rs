@@ -662,12 +662,14 @@ impl Running {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use opentelemetry::KeyValue;
     use opentelemetry::trace::{SpanContext, TraceFlags, TraceState};
 
-    fn span(trace: u128, span: u64, name: &'static str, ms: u64, error: bool) -> SpanData {
+    /// A sampled root span of `ms` milliseconds with one 1,000-byte attribute (also the span
+    /// processor's tests' span).
+    pub(crate) fn span(trace: u128, span: u64, name: &'static str, ms: u64, error: bool) -> SpanData {
         let start = SystemTime::now();
         SpanData {
             span_context: SpanContext::new(

@@ -530,13 +530,7 @@ mod tests {
 mod late_worker {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpListener;
-    use std::time::SystemTime;
-
-    use opentelemetry::InstrumentationScope;
-    use opentelemetry::KeyValue;
-    use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState};
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
     use prost::Message;
 
     use super::*;
@@ -589,30 +583,6 @@ mod late_worker {
             }
         });
         (url, received)
-    }
-
-    fn span(i: u64) -> SpanData {
-        SpanData {
-            span_context: SpanContext::new(
-                TraceId::from(u128::from(i) + 1),
-                SpanId::from(i + 1),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::default(),
-            ),
-            parent_span_id: SpanId::INVALID,
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Internal,
-            name: "late".into(),
-            start_time: SystemTime::now(),
-            end_time: SystemTime::now(),
-            attributes: vec![KeyValue::new("i", i as i64)],
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::Unset,
-            instrumentation_scope: InstrumentationScope::default(),
-        }
     }
 
     fn processor(url: &str, queue: usize, max_batch: usize) -> EncodingBatch {
@@ -674,7 +644,8 @@ mod late_worker {
         // Paced (a batch's worth, then a pause) as spans come in a service, not faster than the
         // exports in flight can end: with every export place taken they would be dropped.
         for i in 0..total {
-            processor.on_end(span(i as u64));
+            let n = i as u64 + 1;
+            processor.on_end(crate::view::test_span(u128::from(n), n, "late", 0, false));
             if i % 256 == 255 {
                 std::thread::sleep(Duration::from_millis(20));
             }
