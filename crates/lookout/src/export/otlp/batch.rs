@@ -35,6 +35,7 @@
 //! (`Shared::send_late`): onto the export runtime, without waiting for anything — not when the
 //! exporter is busy being handed a batch, not when every export place is taken (then the queue's
 //! bound holds as before). What is in memory stays bounded by the queue and the exports in flight.
+//! The local view is shown such a batch on the export runtime.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
@@ -332,19 +333,21 @@ impl Shared {
     /// ends the spans sends a batch itself, rather than let the queue fill and drop what comes.
     /// Never waits: not when another thread holds the exporter, nor when every export place is
     /// taken (then the worker's turn or the queue's bound decides, as before). Not once shutdown
-    /// has begun (the worker exports what is left), nor with the local view on (the worker feeds
-    /// it, off the application's threads). Called with the shard locked.
+    /// has begun (the worker exports what is left). The local view is shown the batch on the
+    /// export runtime, off the application's threads. Called with the shard locked.
     #[cold]
     fn send_late(&self, slot: &mut Slot) {
-        if self.view.is_some() || self.stopping.load(Relaxed) {
+        if self.stopping.load(Relaxed) {
             return;
         }
         let Ok(exporter) = self.exporter.try_lock() else {
             return;
         };
         // The front of the shard: spans already told to the worker (`waiting`).
-        let Some(sent) = exporter.try_export_encoded(|| slot.batch.split_off_front(self.max_batch))
-        else {
+        let Some(sent) = exporter.try_export_encoded(
+            || slot.batch.split_off_front(self.max_batch),
+            self.view.clone(),
+        ) else {
             return;
         };
         drop(exporter);
@@ -585,8 +588,13 @@ mod late_worker {
         (url, received)
     }
 
-    fn processor(url: &str, queue: usize, max_batch: usize) -> EncodingBatch {
-        let runtime = Arc::new(ExportRuntime::start(None, 4).expect("the export runtime"));
+    fn processor(
+        url: &str,
+        queue: usize,
+        max_batch: usize,
+        view: Option<Arc<crate::view::Store>>,
+    ) -> EncodingBatch {
+        let runtime = Arc::new(ExportRuntime::start(view, 4).expect("the export runtime"));
         let settings = OtlpSettings {
             endpoint: url.parse().expect("a URL"),
             protocol: Protocol::HttpProtobuf,
@@ -632,17 +640,16 @@ mod late_worker {
         false
     }
 
-    #[test]
-    fn the_thread_ending_spans_sends_the_batches_of_a_late_worker() {
+    /// Three queues' worth of spans ended while the worker is held; what the endpoint received.
+    fn late_worker_run(view: Option<Arc<crate::view::Store>>) -> usize {
         let (url, received) = receiver();
-        let processor = processor(&url, 1024, 256);
+        let processor = processor(&url, 1024, 256, view);
         let shared = processor.shared.clone();
         shared.held.store(true, Relaxed);
-        // Three times the queue while the worker is held: without the hand-over 1,024 would be
-        // kept and the rest dropped.
+        // Without the hand-over 1,024 would be kept and the rest dropped. Paced (a batch's worth,
+        // then a pause) as spans come in a service, not faster than the exports in flight can
+        // end: with every export place taken they would be dropped.
         let total = 3 * 1024;
-        // Paced (a batch's worth, then a pause) as spans come in a service, not faster than the
-        // exports in flight can end: with every export place taken they would be dropped.
         for i in 0..total {
             let n = i as u64 + 1;
             processor.on_end(crate::view::test_span(u128::from(n), n, "late", 0, false));
@@ -667,5 +674,23 @@ mod late_worker {
         );
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(received.load(Relaxed), total, "no span twice");
+        total
+    }
+
+    #[test]
+    fn the_thread_ending_spans_sends_the_batches_of_a_late_worker() {
+        late_worker_run(None);
+    }
+
+    #[test]
+    fn the_local_view_sees_the_batches_a_late_worker_left() {
+        let store = crate::view::Store::new(
+            crate::view::ViewOptions::default(),
+            crate::redact::Redaction::default(),
+            "late".into(),
+        );
+        let total = late_worker_run(Some(store.clone()));
+        let seen = crate::view::View { store }.counts().spans_seen;
+        assert_eq!(seen, total as u64, "every span seen by the view");
     }
 }

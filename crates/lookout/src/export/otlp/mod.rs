@@ -590,8 +590,13 @@ impl OtlpExporter {
     /// Sends a batch of encoded spans on the export runtime without waiting for anything, when an
     /// export place is free now (`take` makes the batch only then): how many spans went, `None`
     /// when none did (every place taken, or exports go one at a time). For spans whose batch
-    /// worker is late ([`batch`]): the thread that ends them sends them.
-    pub(crate) fn try_export_encoded(&self, take: impl FnOnce() -> encode::Encoded) -> Option<usize> {
+    /// worker is late ([`batch`]): the thread that ends them sends them. The local view is shown
+    /// the batch there too, on the export runtime (never on the application's thread).
+    pub(crate) fn try_export_encoded(
+        &self,
+        take: impl FnOnce() -> encode::Encoded,
+        view: Option<Arc<crate::view::Store>>,
+    ) -> Option<usize> {
         let flight = self.client.runtime.flight(self.client.signal);
         if flight.max <= 1 {
             return None;
@@ -601,6 +606,9 @@ impl OtlpExporter {
         let spans = batch.items.len();
         let (client, resource) = (self.client.clone(), self.encoded_resource.clone());
         self.client.runtime.spawn(async move {
+            if let Some(view) = view {
+                view.encoded_spans(&batch);
+            }
             let _ = client.deliver_encoded(batch, &resource).await;
             drop(place);
             flight.done();
