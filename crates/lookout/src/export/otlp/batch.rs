@@ -533,6 +533,7 @@ mod tests {
 mod late_worker {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpListener;
+
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use prost::Message;
 

@@ -584,9 +584,7 @@ impl OtlpExporter {
             client.deliver_encoded(batch, &resource).await
         })
     }
-}
 
-impl OtlpExporter {
     /// Sends a batch of encoded spans on the export runtime without waiting for anything, when an
     /// export place is free now (`take` makes the batch only then): how many spans went, `None`
     /// when none did (every place taken, or exports go one at a time). For spans whose batch
