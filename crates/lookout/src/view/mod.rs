@@ -188,7 +188,7 @@ impl Store {
     }
 
     /// A batch of spans encoded as they ended, on its way to the exporter (on lookout's span
-    /// batch worker).
+    /// batch worker, or on the export runtime for a batch the worker was late for).
     #[cfg(any(feature = "grpc", feature = "http"))]
     pub(crate) fn encoded_spans(&self, batch: &crate::export::EncodedSpans) {
         lock(&self.traces).add_encoded(batch, &self.redaction);
