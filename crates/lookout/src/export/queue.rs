@@ -32,6 +32,9 @@ pub(crate) struct Queue {
     queued: AtomicUsize,
     /// The dropped count when the last WARN was said, and when.
     warned: Mutex<(u64, Option<Instant>)>,
+    /// The exports in flight of this signal, when lookout's OTLP client sends them: their places
+    /// all taken is a destination answering late, which the WARN names.
+    flight: std::sync::OnceLock<Arc<InFlight>>,
 }
 
 /// At most one WARN about a full queue per signal in this interval.
@@ -44,7 +47,17 @@ impl Queue {
             bound,
             queued: AtomicUsize::new(0),
             warned: Mutex::new((0, None)),
+            flight: std::sync::OnceLock::new(),
         })
+    }
+
+    pub(crate) fn signal(&self) -> Signal {
+        self.signal
+    }
+
+    /// The exports in flight that take this queue's items.
+    pub(crate) fn exports_in(&self, flight: Arc<InFlight>) {
+        let _ = self.flight.set(flight);
     }
 
     /// The SDK processor's channel size: room for a batch being taken out on top of the bound.
@@ -118,6 +131,9 @@ impl Queue {
     /// checks every second, so that drops during a hung export are said too), never in the
     /// application's.
     pub(crate) fn say_drops(&self) {
+        // Looked at on every call (each batch, and each second), so that it speaks of the time
+        // the drops happened in.
+        let saturated = self.flight.get().filter(|f| f.saturated());
         let dropped = COUNTERS.signal(self.signal).dropped.load(Relaxed);
         let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
         let (said, at) = *warned;
@@ -133,9 +149,28 @@ impl Queue {
                 "lower the sampling ratio (OTEL_TRACES_SAMPLER_ARG)",
             ),
         };
+        let outage = COUNTERS.in_outage(self.signal);
         // An export still waiting while the queue overflows: the destination is the bottleneck.
         let waiting = COUNTERS.signal(self.signal).in_flight.load(Relaxed) > 0;
-        if COUNTERS.in_outage(self.signal) || waiting {
+        // Every export place taken while the queue overflowed, and no outage: the destination
+        // answers, more slowly than items come.
+        if let (false, Some(flight)) = (outage, saturated) {
+            tracing::warn!(
+                target: "lookout::export",
+                signal = %self.signal,
+                dropped = dropped - said,
+                queue = self.bound,
+                exports_in_flight = flight.max,
+                "the {} export queue ({} items) was full: {} items were dropped (lookout::stats() counts them) \
+                 while all {} exports in flight waited for the destination's answers: it is not taking exports \
+                 as fast as they come. Raise LOOKOUT_EXPORT_CONCURRENCY (up to 64) or {variable} to ride out \
+                 its slow answers, or {knob}",
+                self.signal,
+                self.bound,
+                dropped - said,
+                flight.max,
+            );
+        } else if outage || waiting {
             let cause = COUNTERS
                 .snapshot()
                 .last_error

@@ -36,6 +36,9 @@ pub(crate) struct InFlight {
     permits: std::sync::Arc<tokio::sync::Semaphore>,
     running: Mutex<usize>,
     idle: std::sync::Condvar,
+    /// A place was wanted while every one was taken, since [`saturated`](Self::saturated) last
+    /// looked: the destination answers more slowly than batches come.
+    full: std::sync::atomic::AtomicBool,
 }
 
 #[cfg_attr(not(any(feature = "grpc", feature = "http")), allow(dead_code))]
@@ -47,21 +50,39 @@ impl InFlight {
             permits: std::sync::Arc::new(tokio::sync::Semaphore::new(max)),
             running: Mutex::new(0),
             idle: std::sync::Condvar::new(),
+            full: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     /// Waits for a free place, and takes it until the permit is dropped.
     pub(crate) async fn place(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let permit = self.permits.clone().acquire_owned().await.ok()?;
+        let permit = match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                self.full.store(true, std::sync::atomic::Ordering::Relaxed);
+                self.permits.clone().acquire_owned().await.ok()?
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => return None,
+        };
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         Some(permit)
     }
 
     /// A free place taken now, or `None` when every one is taken (never waits).
     pub(crate) fn try_place(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            self.full.store(true, std::sync::atomic::Ordering::Relaxed);
+            return None;
+        };
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) += 1;
         Some(permit)
+    }
+
+    /// Whether every place is taken now, or a place was wanted while they were since the last
+    /// call (which forgets that).
+    pub(crate) fn saturated(&self) -> bool {
+        let was = self.full.swap(false, std::sync::atomic::Ordering::Relaxed);
+        was || *self.running.lock().unwrap_or_else(|e| e.into_inner()) >= self.max
     }
 
     /// An export started with [`place`](Self::place) ended.
@@ -253,6 +274,7 @@ impl ExportRuntime {
     /// Every second, says what `queue` dropped (a hung export holds the processor that would
     /// otherwise say it). Ends with the runtime.
     pub(crate) fn watch(&self, queue: &std::sync::Arc<super::queue::Queue>) {
+        queue.exports_in(self.flight(queue.signal()));
         let queue = std::sync::Arc::downgrade(queue);
         self.handle.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
