@@ -8,7 +8,7 @@ mod slow_collector;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use slow_collector::SlowCollector;
+use slow_collector::{SlowCollector, spans_to};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -42,17 +42,13 @@ fn drops_behind_a_slow_destination_name_it_and_the_export_concurrency() {
     // Answers within half a second: well inside the 2 s after which an export counts as hung.
     let (endpoint, state) = SlowCollector::start(Duration::from_millis(500));
     let (layer, telemetry) = lookout::Telemetry::builder()
-        .env_vars([
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-            ("OTEL_METRICS_EXPORTER", "none"),
-            ("OTEL_LOGS_EXPORTER", "none"),
-            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
-            ("OTEL_BSP_MAX_QUEUE_SIZE", "40"),
-            ("OTEL_BSP_SCHEDULE_DELAY", "20"),
-            ("LOOKOUT_VIEW", "off"),
-            ("LOOKOUT_EXPORT_CONCURRENCY", "2"),
-        ])
+        .env_vars(spans_to(
+            &endpoint,
+            &[
+                ("OTEL_BSP_MAX_QUEUE_SIZE", "40"),
+                ("LOOKOUT_EXPORT_CONCURRENCY", "2"),
+            ],
+        ))
         .console(lookout::ConsoleFormat::Off)
         .layer()
         .expect("init");

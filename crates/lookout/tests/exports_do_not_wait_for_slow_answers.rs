@@ -8,23 +8,14 @@ mod slow_collector;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
-use slow_collector::SlowCollector;
+use slow_collector::{SlowCollector, spans_to};
 
 #[test]
 fn batches_go_out_while_earlier_ones_wait_for_their_answer() {
     let (endpoint, state) = SlowCollector::start(Duration::from_millis(400));
 
     let telemetry = lookout::Telemetry::builder()
-        .env_vars([
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-            ("OTEL_METRICS_EXPORTER", "none"),
-            ("OTEL_LOGS_EXPORTER", "none"),
-            ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
-            ("OTEL_BSP_SCHEDULE_DELAY", "20"),
-            ("LOOKOUT_VIEW", "off"),
-            ("LOOKOUT_EXPORT_CONCURRENCY", "4"),
-        ])
+        .env_vars(spans_to(&endpoint, &[("LOOKOUT_EXPORT_CONCURRENCY", "4")]))
         .console(lookout::ConsoleFormat::Off)
         .init()
         .expect("init");

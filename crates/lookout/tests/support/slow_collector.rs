@@ -31,6 +31,25 @@ impl SlowCollector {
     }
 }
 
+/// lookout's settings for spans only, to `endpoint` over `http/protobuf` in batches of 10, the
+/// view off; `more` on top.
+pub(crate) fn spans_to<'a>(
+    endpoint: &'a str,
+    more: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut vars = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_METRICS_EXPORTER", "none"),
+        ("OTEL_LOGS_EXPORTER", "none"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "10"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "20"),
+        ("LOOKOUT_VIEW", "off"),
+    ];
+    vars.extend_from_slice(more);
+    vars
+}
+
 fn serve(listener: TcpListener, state: Arc<SlowCollector>, delay: Duration) {
     for stream in listener.incoming().flatten() {
         let state = state.clone();
