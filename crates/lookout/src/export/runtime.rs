@@ -27,8 +27,9 @@ pub(crate) struct ExportRuntime {
 
 /// The exports of one signal sent in the background by lookout's OTLP client, so that the batch
 /// worker starts the next batch without waiting for a slow answer: at most `max` at a time (the
-/// worker waits for a free place beyond that; its bounded queue then drops and counts), and a way
-/// to wait until none is left (force flush, shutdown).
+/// worker waits for a free place beyond that; its bounded queue then drops, counts, and says that
+/// the destination's answers were the bottleneck: [`saturated`](Self::saturated)), and a way to
+/// wait until none is left (force flush, shutdown).
 #[derive(Debug)]
 #[cfg_attr(not(any(feature = "grpc", feature = "http")), allow(dead_code))]
 pub(crate) struct InFlight {
